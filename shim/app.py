@@ -1,0 +1,226 @@
+"""The HTTP edge: routes, CORS, auth, and the one place errors become JSON responses.
+
+Routes read the body under caps, call the pure core, hand the result to the writer and answer once
+it is committed. They never open a database connection; the store and writer live in the app state
+built by the lifespan.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+import time
+import zlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shim import __version__
+from shim.auth import Keys, key_from_dsn, request_key
+from shim.body import read_body
+from shim.envelope import parse_envelope
+from shim.errors import (
+    BadRequest,
+    InvalidEvent,
+    ItemsRejected,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    ShimError,
+)
+from shim.ingest import Ingested, Limits, ingest_envelope, ingest_store
+from shim.records import Batch
+from shim.settings import Settings
+from shim.store import Store, open_store
+from shim.writer import StoreFailed, Writer
+
+log = logging.getLogger("shim")
+
+
+class JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class State:
+    """What the routes share: settings, keys, the writer, and counters since start."""
+
+    def __init__(self, settings: Settings, keys: Keys, store: Store) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.store = store
+        self.writer = Writer(store)
+        self.limits = Limits(bug_level=settings.bug_level,
+                             max_event_bytes=settings.max_event_bytes)
+        self.items: Counter[str] = Counter()
+        self.stored = 0
+        self.duplicates = 0
+        self.started = time.time()
+
+
+def _state(request: Request) -> State:
+    state: State = request.app.state.shim
+    return state
+
+
+def _project_id(request: Request) -> str:
+    project_id = str(request.path_params["project_id"])
+    if not project_id.isdigit():
+        raise BadRequest(f"project id {project_id[:32]!r} must be a number")
+    return project_id
+
+
+async def _body(request: Request, settings: Settings) -> bytes:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > settings.max_body_bytes:
+        raise PayloadTooLarge(f"body is larger than {settings.max_body_bytes} bytes",
+                              limit=settings.max_body_bytes)
+    return await read_body(request.stream(), request.headers.get("content-encoding"),
+                           settings.max_body_bytes, settings.max_decoded_bytes)
+
+
+async def _commit(state: State, batch: Batch) -> None:
+    if not (batch.error_logs or batch.check_ins or batch.item_counts):
+        return
+    try:
+        stored = await state.writer.submit(batch)
+    except StoreFailed as exc:
+        raise ServiceUnavailable(f"{exc}; retry later", retry_after=5) from None
+    state.items.update(batch.item_counts)
+    for one in stored:
+        if one.duplicate:
+            state.duplicates += 1
+        else:
+            state.stored += 1
+
+
+def _answer(ingested: Ingested) -> Response:
+    body = {"id": ingested.event_id} if ingested.event_id else {}
+    if ingested.problems:
+        first = ingested.problems[0]
+        raise ItemsRejected(
+            f"item {first['item']} ({first['type'] or 'unknown'}): {first['detail']}",
+            status=ingested.status,
+            skipped=ingested.problems,
+            **body,
+        )
+    return JSON(body)
+
+
+async def envelope_endpoint(request: Request) -> Response:
+    state = _state(request)
+    project_id = _project_id(request)
+    key = request_key(request.headers, request.query_params)
+    if key:
+        state.keys.check(key, project_id)  # before reading a byte of the body
+    data = await _body(request, state.settings)
+    envelope = parse_envelope(data)
+    if not key:
+        state.keys.check(key_from_dsn(envelope.headers.get("dsn")), project_id)
+    ingested = ingest_envelope(envelope, project_id, datetime.now(UTC), state.limits)
+    await _commit(state, ingested.batch)
+    return _answer(ingested)
+
+
+def _legacy_json(data: bytes) -> Any:
+    """Store bodies: JSON, or (old raven clients) zlib-deflated JSON, possibly base64-encoded."""
+    candidates = [data]
+    stripped = data.strip()
+    if stripped[:1] != b"{":
+        with contextlib.suppress(binascii.Error, ValueError):
+            candidates.append(base64.b64decode(stripped, validate=False))
+        for blob in list(candidates):
+            with contextlib.suppress(zlib.error):
+                candidates.append(zlib.decompressobj().decompress(blob, 16 * 1024 * 1024))
+    for blob in reversed(candidates):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(blob)
+    raise InvalidEvent("store body is not a JSON event (nor zlib/base64-encoded JSON)")
+
+
+async def store_endpoint(request: Request) -> Response:
+    state = _state(request)
+    project_id = _project_id(request)
+    state.keys.check(request_key(request.headers, request.query_params), project_id)
+    data = await _body(request, state.settings)
+    if len(data) > state.settings.max_event_bytes:
+        raise PayloadTooLarge(f"event is larger than {state.settings.max_event_bytes} bytes")
+    ingested = ingest_store(_legacy_json(data), project_id, datetime.now(UTC), state.limits)
+    await _commit(state, ingested.batch)
+    return _answer(ingested)
+
+
+async def healthz(request: Request) -> Response:
+    state = _state(request)
+    return JSON({
+        "status": "ok",
+        "version": __version__,
+        "uptime_seconds": round(time.time() - state.started, 1),
+        "store": state.store.summary(),
+        "events_stored": state.stored,
+        "duplicates": state.duplicates,
+        "transactions": state.writer.transactions,
+        "items": dict(state.items),
+    })
+
+
+def _error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ShimError):
+        status, body, headers = exc.status, exc.body(), dict(exc.headers)
+    elif isinstance(exc, HTTPException):
+        status = exc.status_code
+        body = {"detail": exc.detail, "code": {404: "not_found", 405: "method_not_allowed"}
+                .get(exc.status_code, "http_error")}
+        headers = dict(exc.headers or {})
+    else:  # pragma: no cover - a bug of ours; logged, and still answered in the same shape
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        status, body, headers = 500, {"detail": "internal error", "code": "internal"}, {}
+    headers["X-Sentry-Error"] = str(body["detail"])[:200].encode("ascii", "replace").decode()
+    return JSON(body, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> Starlette:
+    """The ASGI app. ``store`` defaults to ``open_store(settings.database_url)``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = State(settings, keys, store or open_store(settings.database_url,
+                                                          related_logs=settings.related_logs))
+        app.state.shim = state
+        await state.writer.start()
+        try:
+            yield
+        finally:
+            await state.writer.stop()
+            state.store.close()
+
+    routes = [
+        Route("/api/{project_id}/envelope/", envelope_endpoint, methods=["POST"]),
+        Route("/api/{project_id}/store/", store_endpoint, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    middleware = [Middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["X-Sentry-Error", "X-Sentry-Rate-Limits", "Retry-After"],
+        max_age=3600,
+    )]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={Exception: _error, HTTPException: _error, ShimError: _error},
+    )

@@ -1,0 +1,227 @@
+"""From a parsed envelope (or a legacy store body) to the ``Batch`` the writer stores. Pure.
+
+Every item is counted by type. ``event`` items become error_logs rows (and bug signals), each record
+of a ``log`` item becomes a row without a bug, ``check_in`` items become check-ins; every other
+type, known or not, is only counted. An item that cannot be used is skipped and described in
+``problems``; the good items of the same envelope are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from shim import grouping, policy
+from shim.envelope import Envelope, Item, parse_event_id
+from shim.errors import InvalidEvent, PayloadTooLarge, ShimError
+from shim.normalize import iso_utc, normalize_event
+from shim.records import Batch, CheckIn, ErrorLog
+
+log = logging.getLogger("shim.ingest")
+
+CHECK_IN_STATUSES = ("in_progress", "ok", "error")
+# OpenTelemetry severity numbers, used when a log record has no level name.
+_SEVERITY_NUMBER = ((21, "critical"), (17, "error"), (13, "warning"), (9, "info"), (0, "debug"))
+
+
+@dataclass(frozen=True)
+class Limits:
+    bug_level: str
+    max_event_bytes: int
+
+
+@dataclass
+class Ingested:
+    batch: Batch
+    event_id: str | None = None  # the id to answer with; only when an event was sent
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> int:
+        """The status of the first problem (200 when there was none)."""
+        return int(self.problems[0]["status"]) if self.problems else 200
+
+
+def ingest_envelope(
+    envelope: Envelope, project_id: str, received: datetime, limits: Limits
+) -> Ingested:
+    batch = Batch()
+    result = Ingested(batch)
+    counts: Counter[str] = Counter()
+    for number, item in enumerate(envelope.items, start=1):
+        counts[item.type] += 1
+        try:
+            _ingest_item(item, envelope, project_id, received, limits, result)
+        except ShimError as exc:
+            result.problems.append(
+                {"item": number, "type": item.type, "status": exc.status, "detail": exc.detail}
+            )
+        except Exception:  # a bug of ours must not cost the envelope's other items
+            log.exception("could not process item %d (%s)", number, item.type)
+            result.problems.append(
+                {"item": number, "type": item.type, "status": 400,
+                 "detail": "item could not be processed (logged on the server)"}
+            )
+    if envelope.problem:
+        result.problems.append(
+            {"item": len(envelope.items) + 1, "type": None, "status": 400,
+             "detail": envelope.problem}
+        )
+    batch.item_counts.update(counts)
+    return result
+
+
+def ingest_store(
+    event: object, project_id: str, received: datetime, limits: Limits
+) -> Ingested:
+    row = normalize_event(event, event_id=None, project_id=project_id, received=received,
+                          bug_level=limits.bug_level, item_type="store")
+    return Ingested(Batch(error_logs=[row], item_counts={"event": 1}), event_id=row.event_id)
+
+
+def _payload_json(item: Item, limits: Limits) -> Any:
+    if len(item.payload) > limits.max_event_bytes:
+        raise PayloadTooLarge(
+            f"{item.type} item is {len(item.payload)} bytes; the limit is {limits.max_event_bytes}"
+        )
+    if not item.payload.strip():
+        raise InvalidEvent(f"{item.type} item has an empty payload")
+    try:
+        return orjson.loads(item.payload)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"{item.type} item payload is not valid JSON: {exc}") from None
+
+
+def _ingest_item(
+    item: Item,
+    envelope: Envelope,
+    project_id: str,
+    received: datetime,
+    limits: Limits,
+    result: Ingested,
+) -> None:
+    if item.type == "event":
+        row = normalize_event(
+            _payload_json(item, limits), event_id=envelope.event_id, project_id=project_id,
+            received=received, bug_level=limits.bug_level,
+        )
+        result.batch.error_logs.append(row)
+        result.event_id = result.event_id or row.event_id
+    elif item.type == "log":
+        payload = _payload_json(item, limits)
+        records = payload.get("items") if isinstance(payload, dict) else None
+        if not isinstance(records, list):
+            raise InvalidEvent("log item must be an object with an `items` list")
+        for index, record in enumerate(records):
+            if isinstance(record, dict):
+                result.batch.error_logs.append(
+                    log_record(record, index, envelope, project_id, received)
+                )
+    elif item.type == "check_in":
+        result.batch.check_ins.append(
+            check_in(_payload_json(item, limits), project_id, received)
+        )
+
+
+def _attributes(record: dict[str, Any]) -> dict[str, Any]:
+    """Sentry Logs attributes (``{"key": {"value": v, "type": t}}``) flattened to ``{key: v}``."""
+    raw = record.get("attributes")
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(k): v.get("value") if isinstance(v, dict) and "value" in v else v
+        for k, v in raw.items()
+    }
+
+
+def _log_level(record: dict[str, Any]) -> str:
+    if isinstance(record.get("level"), str):
+        return policy.normalize_level(record["level"], default="info")
+    number = record.get("severity_number")
+    if isinstance(number, int) and not isinstance(number, bool):
+        return next(name for floor, name in _SEVERITY_NUMBER if number >= floor)
+    return "info"
+
+
+def log_record(
+    record: dict[str, Any], index: int, envelope: Envelope, project_id: str, received: datetime
+) -> ErrorLog:
+    """One Sentry Logs record as an error_logs row (logs never open bugs)."""
+    attributes = _attributes(record)
+    body = str(record.get("body") if record.get("body") is not None else "")
+    template = attributes.get("sentry.message.template")
+    logger = attributes.get("logger.name")
+    trace_id = record.get("trace_id")
+    # Records carry no id of their own; hashing the record makes a retried envelope idempotent.
+    digest = hashlib.sha256(
+        orjson.dumps([index, record], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    ).hexdigest()[:32]
+    context: dict[str, Any] = {"attributes": attributes}
+    for key, attribute in (("environment", "sentry.environment"), ("release", "sentry.release"),
+                           ("server_name", "server.address")):
+        if attributes.get(attribute) is not None:
+            context[key] = attributes[attribute]
+    if isinstance(envelope.headers.get("sdk"), dict):
+        context["sdk"] = envelope.headers["sdk"]
+    return ErrorLog(
+        id=_uuid_from(digest),
+        event_id=digest,
+        project_id=project_id,
+        log_level=_log_level(record),
+        component=str(attributes.get("component") or logger or "unknown"),
+        message=body,
+        context=context,
+        error_type=None,
+        error_message=None,
+        stack_trace=None,
+        request_id=_str_or_none(attributes.get("request_id") or trace_id),
+        workspace_id=_str_or_none(attributes.get("workspace_id")),
+        fingerprint=grouping.default_fingerprint(
+            [], str(template) if template else body, str(logger) if logger else None
+        ),
+        created_at=iso_utc(record.get("timestamp"), received),
+        item_type="log",
+    )
+
+
+def _uuid_from(hex32: str) -> str:
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def check_in(payload: object, project_id: str, received: datetime) -> CheckIn:
+    """A cron monitor check-in; raises ``InvalidEvent`` naming what is missing."""
+    if not isinstance(payload, dict):
+        raise InvalidEvent("check_in item must be a JSON object")
+    slug = payload.get("monitor_slug")
+    status = payload.get("status")
+    if not isinstance(slug, str) or not slug:
+        raise InvalidEvent("check_in item has no monitor_slug")
+    if status not in CHECK_IN_STATUSES:
+        raise InvalidEvent(f"check_in status must be one of {', '.join(CHECK_IN_STATUSES)}")
+    raw_id = payload.get("check_in_id")
+    check_in_id = parse_event_id(raw_id) if raw_id else hashlib.sha256(
+        orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    duration = payload.get("duration")
+    config = payload.get("monitor_config")
+    return CheckIn(
+        check_in_id=check_in_id,
+        project_id=project_id,
+        monitor_slug=slug,
+        status=status,
+        duration=float(duration) if isinstance(duration, int | float)
+        and not isinstance(duration, bool) else None,
+        environment=_str_or_none(payload.get("environment")),
+        release=_str_or_none(payload.get("release")),
+        monitor_config=config if isinstance(config, dict) else None,
+        created_at=iso_utc(payload.get("timestamp"), received),
+    )

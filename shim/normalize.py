@@ -1,0 +1,237 @@
+"""Turn one Sentry event (a JSON object) into an ``ErrorLog`` row, per DESIGN.md's table contract.
+
+Pure: the caller passes the ids, the receive time and the bug level. Accepts what current SDKs send
+and what old ones did (``sentry.interfaces.*`` keys, a bare exception list, numeric levels, tags as
+pairs).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from shim import grouping, policy, stacktrace
+from shim.errors import InvalidEvent
+from shim.records import ErrorLog
+
+_LEGACY_KEYS = {
+    "sentry.interfaces.Exception": "exception",
+    "sentry.interfaces.Message": "logentry",
+    "sentry.interfaces.Stacktrace": "stacktrace",
+    "sentry.interfaces.Http": "request",
+    "sentry.interfaces.User": "user",
+    "sentry.interfaces.Breadcrumbs": "breadcrumbs",
+}
+
+_CONTEXT_KEYS = (
+    "tags", "extra", "contexts", "user", "request", "release", "environment", "server_name", "sdk",
+    "breadcrumbs", "platform", "logger", "transaction", "dist", "fingerprint",
+)
+
+
+def iso_utc(value: object, fallback: datetime) -> str:
+    """An event timestamp (epoch seconds or RFC 3339 text) as ISO 8601 UTC with microseconds."""
+    moment = fallback
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            moment = datetime.fromtimestamp(float(value), UTC)
+        elif isinstance(value, str) and value.strip():
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    except (ValueError, OverflowError, OSError):
+        moment = fallback
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def tags_of(event: dict[str, Any]) -> dict[str, str]:
+    """Tags as a dict of strings; SDKs send either an object or a list of ``[key, value]`` pairs."""
+    raw = event.get("tags")
+    pairs: list[Any]
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    elif isinstance(raw, list):
+        pairs = [p for p in raw if isinstance(p, list | tuple) and len(p) == 2]
+    else:
+        return {}
+    return {str(k): "" if v is None else str(v) for k, v in pairs}
+
+
+def exception_values(event: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = event.get("exception")
+    if isinstance(raw, dict):
+        values = raw.get("values")
+        if values is None and ("type" in raw or "value" in raw):
+            values = [raw]  # very old clients sent one exception object
+    else:
+        values = raw
+    if not isinstance(values, list):
+        return []
+    return [v for v in values if isinstance(v, dict)]
+
+
+def message_of(event: dict[str, Any]) -> tuple[str, str | None]:
+    """(formatted message, template before formatting) from ``logentry`` or ``message``."""
+    for key in ("logentry", "message"):
+        raw = event.get(key)
+        if isinstance(raw, str) and raw:
+            return raw, raw
+        if isinstance(raw, dict):
+            template = raw.get("message")
+            formatted = raw.get("formatted")
+            template = template if isinstance(template, str) and template else None
+            formatted = formatted if isinstance(formatted, str) and formatted else None
+            if template or formatted:
+                params = raw.get("params")
+                if formatted is None and template is not None and params:
+                    formatted = _format(template, params)
+                return formatted or template or "", template or formatted
+    return "", None
+
+
+def _format(template: str, params: object) -> str:
+    try:
+        if isinstance(params, list):
+            return template % tuple(params)
+        if isinstance(params, dict):
+            return template % params
+    except (TypeError, ValueError, KeyError):
+        pass
+    return template
+
+
+def _is_unhandled(values: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(v.get("mechanism"), dict) and v["mechanism"].get("handled") is False
+        for v in values
+    )
+
+
+def _thread_frames(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """Frames attached to a message event (``attach_stacktrace``), if any."""
+    if isinstance(event.get("stacktrace"), dict):
+        return stacktrace.frames_of({"stacktrace": event["stacktrace"]})
+    threads = event.get("threads")
+    values = threads.get("values") if isinstance(threads, dict) else threads
+    if isinstance(values, list):
+        for thread in values:
+            if isinstance(thread, dict) and (frames := stacktrace.frames_of(thread)):
+                return frames
+    return []
+
+
+def _context(event: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+    context = {key: event[key] for key in _CONTEXT_KEYS if event.get(key) not in (None, {}, [])}
+    if tags:
+        context["tags"] = tags
+    breadcrumbs = event.get("breadcrumbs")
+    if isinstance(breadcrumbs, dict):
+        context["breadcrumbs"] = breadcrumbs.get("values") or []
+    return context
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def normalize_event(
+    event: object,
+    *,
+    event_id: str | None,
+    project_id: str,
+    received: datetime,
+    bug_level: str,
+    item_type: str = "event",
+) -> ErrorLog:
+    """The ``error_logs`` row for one event (with its ``BugSignal`` when the policy says so)."""
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"event must be a JSON object, got {type(event).__name__}")
+    for legacy, modern in _LEGACY_KEYS.items():
+        if legacy in event and modern not in event:
+            event[modern] = event[legacy]
+    if event_id is None:
+        raw_id = event.get("event_id")
+        try:
+            event_id = uuid.UUID(str(raw_id)).hex if raw_id else uuid.uuid4().hex
+        except ValueError:
+            raise InvalidEvent(f"event_id {str(raw_id)[:64]!r} is not a UUID") from None
+
+    tags = tags_of(event)
+    level = policy.normalize_level(event.get("level"))
+    logger = _text(event.get("logger"))
+    component = tags.get("component") or logger or "unknown"
+    message, template = message_of(event)
+
+    values = exception_values(event)
+    typed = [v for v in values if v.get("type")]
+    if typed:
+        primary = typed[-1]
+        error_type: str | None = str(primary["type"])
+        error_message: str | None = _text(primary.get("value"))
+        stack_trace: str | None = stacktrace.render(typed)
+        message = message or stacktrace.exception_line(primary)
+    else:
+        # JavaScript's captureMessage sends a synthetic exception with no type: a message.
+        error_type = error_message = None
+        if values and not message:
+            message = str(values[-1].get("value") or "")
+            template = template or message or None
+        frames = [f for v in values for f in stacktrace.frames_of(v)] or _thread_frames(event)
+        stack_trace = (
+            stacktrace.render([{"type": "Message", "value": message,
+                                "stacktrace": {"frames": frames}}])
+            if frames else None
+        )
+
+    trace = event.get("contexts", {}).get("trace") if isinstance(event.get("contexts"), dict) else None
+    request_id = tags.get("request_id") or (
+        _text(trace.get("trace_id")) if isinstance(trace, dict) else None
+    )
+    variables = {
+        "type": error_type, "error.type": error_type, "error.value": error_message,
+        "level": level, "logger": logger, "message": message,
+        "transaction": _text(event.get("transaction")),
+        "function": _last_frame(typed, "function"), "stack.function": _last_frame(typed, "function"),
+        "module": _last_frame(typed, "module"), "stack.module": _last_frame(typed, "module"),
+    }
+    fingerprint = grouping.fingerprint(event.get("fingerprint"), typed, template, variables)
+    description = "\n".join(
+        part for part in (error_message or message, f"Component: {component}",
+                          f"Environment: {event.get('environment')}"
+                          if event.get("environment") else "") if part
+    )
+    bug = policy.bug_signal(
+        level=level, unhandled=_is_unhandled(typed), bug_level=bug_level, component=component,
+        error_type=error_type, message=message, description=description,
+        grouping_version=grouping.GROUPING_VERSION,
+    )
+    return ErrorLog(
+        id=str(uuid.uuid4()),
+        event_id=event_id,
+        project_id=project_id,
+        log_level=level,
+        component=component,
+        message=message,
+        context=_context(event, tags),
+        error_type=error_type,
+        error_message=error_message,
+        stack_trace=stack_trace,
+        request_id=request_id,
+        workspace_id=tags.get("workspace_id") or None,
+        fingerprint=fingerprint,
+        created_at=iso_utc(event.get("timestamp"), received),
+        item_type=item_type,
+        bug=bug,
+    )
+
+
+def _last_frame(values: list[dict[str, Any]], key: str) -> str | None:
+    for value in reversed(values):
+        frames = stacktrace.frames_of(value)
+        in_app = [f for f in frames if f.get("in_app") is True] or frames
+        if in_app:
+            return _text(in_app[-1].get(key))
+    return None

@@ -1,0 +1,76 @@
+"""What ingestion produces for the store: plain, frozen records named after the tables.
+
+The pure core builds these from envelopes; a store writes them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BugSignal:
+    """The part of an event that opens or updates a bug (the bug policy said it should)."""
+
+    title: str
+    description: str
+    severity: str  # critical | high | medium | low
+    priority: str  # urgent | high | medium | low
+    grouping_version: int
+
+
+@dataclass(frozen=True)
+class ErrorLog:
+    """One row of ``error_logs``; ``bug`` is set when this event also counts towards a bug."""
+
+    id: str
+    event_id: str
+    project_id: str
+    log_level: str
+    component: str
+    message: str
+    context: dict[str, Any]
+    error_type: str | None
+    error_message: str | None
+    stack_trace: str | None
+    request_id: str | None
+    workspace_id: str | None
+    fingerprint: str
+    created_at: str  # ISO 8601, UTC, microseconds
+    item_type: str = "event"  # event | log | store
+    bug: BugSignal | None = None
+
+
+@dataclass(frozen=True)
+class CheckIn:
+    """One cron monitor check-in; a later check-in with the same id updates it."""
+
+    check_in_id: str
+    project_id: str
+    monitor_slug: str
+    status: str
+    duration: float | None
+    environment: str | None
+    release: str | None
+    monitor_config: dict[str, Any] | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Everything one request hands to the writer."""
+
+    error_logs: list[ErrorLog] = field(default_factory=list)
+    check_ins: list[CheckIn] = field(default_factory=list)
+    item_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the store did with one error_logs record."""
+
+    event_id: str
+    duplicate: bool  # the event_id was already stored; nothing changed
+    bug_id: str | None
+    bug_number: str | None

@@ -1,0 +1,151 @@
+"""Configuration: one table of ``SHIM_*`` variables, read once into a frozen ``Settings``.
+
+Each entry has a type, a default and one line of help; the README's settings table is checked
+against ``SETTINGS`` by a test. A bad value raises ``SettingsError`` naming the variable, and
+``shim serve`` turns that into a clear message and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class SettingsError(ValueError):
+    """A ``SHIM_*`` variable has a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    field: str
+    parse: Callable[[str], Any]
+    default: str | None
+    help: str
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw.replace("_", ""))
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port between 1 and 65535")
+    return value
+
+
+def _level(raw: str) -> str:
+    value = raw.strip().lower()
+    if value == "fatal":
+        value = "critical"
+    if value not in LEVELS:
+        raise ValueError(f"must be one of {', '.join(LEVELS)}")
+    return value
+
+
+def _keys(raw: str) -> tuple[tuple[str, str | None], ...]:
+    """``key`` or ``key:project_id``, comma-separated."""
+    keys: list[tuple[str, str | None]] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, _, project = part.partition(":")
+        key, project = key.strip(), project.strip()
+        if not key.isalnum():
+            raise ValueError(f"key {key!r} must be letters and digits only")
+        if project and not project.isdigit():
+            raise ValueError(f"project id {project!r} for key {key} must be a number")
+        keys.append((key, project or None))
+    if not keys:
+        raise ValueError("lists no keys")
+    return tuple(keys)
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in raw.split(",") if o.strip())
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SHIM_DATA_DIR", "data_dir", _text, "./data",
+            "Directory for the SQLite database, the generated key and the backups."),
+    Setting("SHIM_DATABASE_URL", "database_url", _text, None,
+            "Store URL; default `sqlite:///<SHIM_DATA_DIR>/shim.db`."),
+    Setting("SHIM_PUBLIC_KEYS", "public_keys", _keys, None,
+            "Accepted DSN keys, `key` or `key:project_id`, comma-separated; unset: one is "
+            "generated and kept in the data dir."),
+    Setting("SHIM_HOST", "host", _text, "127.0.0.1",
+            "Address `shim serve` binds to (also `--host`)."),
+    Setting("SHIM_PORT", "port", _port, "8000", "Port `shim serve` listens on (also `--port`)."),
+    Setting("SHIM_PUBLIC_URL", "public_url", _text, None,
+            "Base URL scripts reach the server at, used in the printed DSN; default "
+            "`http://<host>:<port>`."),
+    Setting("SHIM_BUG_LEVEL", "bug_level", _level, "critical",
+            "Lowest event level that opens or updates a bug (unhandled exceptions always do)."),
+    Setting("SHIM_MAX_BODY_BYTES", "max_body_bytes", _positive_int, str(20 * 1024 * 1024),
+            "Largest request body accepted as sent (compressed)."),
+    Setting("SHIM_MAX_DECODED_BYTES", "max_decoded_bytes", _positive_int, str(100 * 1024 * 1024),
+            "Largest request body accepted after decompression."),
+    Setting("SHIM_MAX_EVENT_BYTES", "max_event_bytes", _positive_int, str(1024 * 1024),
+            "Largest single event, log or check-in item; larger items are skipped and reported."),
+    Setting("SHIM_RELATED_LOGS", "related_logs", _positive_int, "20",
+            "How many of the most recent error_logs ids a bug keeps in `related_log_ids`."),
+    Setting("SHIM_CORS_ORIGINS", "cors_origins", _origins, "*",
+            "Origins allowed to send from a browser, comma-separated; `*` for any."),
+    Setting("SHIM_LOG_LEVEL", "log_level", _level, "info", "Level of the server's own log."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    public_keys: tuple[tuple[str, str | None], ...] | None
+    host: str
+    port: int
+    public_url: str | None
+    bug_level: str
+    max_body_bytes: int
+    max_decoded_bytes: int
+    max_event_bytes: int
+    related_logs: int
+    cors_origins: tuple[str, ...]
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``); raise ``SettingsError``."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = source.get(setting.env)
+            if raw is None or raw.strip() == "":
+                raw = setting.default
+            if raw is None:
+                values[setting.field] = None
+                continue
+            try:
+                values[setting.field] = setting.parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{setting.env}={raw!r}: {exc}") from None
+        values["data_dir"] = Path(values["data_dir"])
+        if values["database_url"] is None:
+            values["database_url"] = f"sqlite:///{values['data_dir'] / 'shim.db'}"
+        assert {f.name for f in fields(cls)} == set(values)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})

@@ -1,0 +1,282 @@
+"""The embedded default store: one SQLite file in WAL mode, written by one thread.
+
+Each ``write`` is one ``BEGIN IMMEDIATE`` transaction for every request the writer gathered, committed
+with ``synchronous=FULL`` so a commit is on disk before anyone is answered. The immediate lock also
+serialises other processes writing the same file, so the read-then-write of a bug is safe there too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shim.records import Batch, ErrorLog, Stored
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS bugs (
+    id                TEXT PRIMARY KEY,
+    bug_number        TEXT NOT NULL UNIQUE,
+    title             TEXT NOT NULL,
+    description       TEXT,
+    severity          TEXT NOT NULL CHECK (severity IN ('critical','high','medium','low')),
+    priority          TEXT NOT NULL CHECK (priority IN ('urgent','high','medium','low')),
+    status            TEXT NOT NULL DEFAULT 'open'
+                      CHECK (status IN ('open','in_progress','resolved','closed')),
+    component         TEXT,
+    workspace_id      TEXT,
+    error_type        TEXT,
+    error_message     TEXT,
+    stack_trace       TEXT,
+    fingerprint       TEXT NOT NULL UNIQUE,
+    grouping_version  INTEGER NOT NULL,
+    occurrence_count  INTEGER NOT NULL DEFAULT 1,
+    first_occurred_at TEXT NOT NULL,
+    last_occurred_at  TEXT NOT NULL,
+    related_log_ids   TEXT NOT NULL DEFAULT '[]',
+    is_regression     INTEGER NOT NULL DEFAULT 0,
+    created_at        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bugs_status_last ON bugs (status, last_occurred_at);
+
+CREATE TABLE IF NOT EXISTS error_logs (
+    id             TEXT PRIMARY KEY,
+    event_id       TEXT NOT NULL UNIQUE,
+    project_id     TEXT,
+    log_level      TEXT NOT NULL
+                   CHECK (log_level IN ('debug','info','warning','error','critical')),
+    component      TEXT,
+    message        TEXT,
+    context        TEXT,
+    error_type     TEXT,
+    error_message  TEXT,
+    stack_trace    TEXT,
+    request_id     TEXT,
+    workspace_id   TEXT,
+    fingerprint    TEXT,
+    related_bug_id TEXT REFERENCES bugs (id),
+    item_type      TEXT NOT NULL DEFAULT 'event',
+    created_at     TEXT NOT NULL,
+    received_at    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS error_logs_created ON error_logs (created_at);
+CREATE INDEX IF NOT EXISTS error_logs_component ON error_logs (component, created_at);
+CREATE INDEX IF NOT EXISTS error_logs_bug ON error_logs (related_bug_id, created_at);
+
+CREATE TABLE IF NOT EXISTS check_ins (
+    check_in_id    TEXT PRIMARY KEY,
+    project_id     TEXT,
+    monitor_slug   TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    duration       REAL,
+    environment    TEXT,
+    release        TEXT,
+    monitor_config TEXT,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS check_ins_monitor ON check_ins (monitor_slug, created_at);
+
+CREATE TABLE IF NOT EXISTS item_counts (
+    day       TEXT NOT NULL,
+    item_type TEXT NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (day, item_type)
+);
+
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO sequences (name, value) VALUES ('bug_number', 0);
+"""
+
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+PRIORITY_OF = {"critical": "urgent", "high": "high", "medium": "medium", "low": "low"}
+
+_INSERT_LOG = """
+INSERT INTO error_logs (id, event_id, project_id, log_level, component, message, context,
+    error_type, error_message, stack_trace, request_id, workspace_id, fingerprint, related_bug_id,
+    item_type, created_at, received_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
+class SQLiteStore:
+    def __init__(self, path: str, related_logs: int = 20) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.related_logs = related_logs
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                  timeout=30.0)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    def migrate(self) -> None:
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        if version < SCHEMA_VERSION:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.db.close()
+
+    def summary(self) -> dict[str, Any]:
+        def count(table: str) -> int:
+            return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+        return {"backend": "sqlite", "error_logs": count("error_logs"), "bugs": count("bugs"),
+                "check_ins": count("check_ins")}
+
+    def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            results = self._write(batches)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return results
+
+    def _write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+        now = _now()
+        rows = [row for batch in batches for row in batch.error_logs]
+        existing = self._existing_event_ids([row.event_id for row in rows])
+        fresh: list[ErrorLog] = []
+        for row in rows:
+            if row.event_id not in existing:
+                existing.add(row.event_id)
+                fresh.append(row)
+        fresh_ids = {id(row) for row in fresh}
+
+        by_fingerprint: dict[str, list[ErrorLog]] = {}
+        for row in fresh:
+            if row.bug is not None:
+                by_fingerprint.setdefault(row.fingerprint, []).append(row)
+        bugs = {fp: self._upsert_bug(group, now) for fp, group in by_fingerprint.items()}
+
+        self.db.executemany(_INSERT_LOG, [
+            (row.id, row.event_id, row.project_id, row.log_level, row.component, row.message,
+             _json(row.context), row.error_type, row.error_message, row.stack_trace,
+             row.request_id, row.workspace_id, row.fingerprint,
+             bugs[row.fingerprint][0] if row.bug is not None else None,
+             row.item_type, row.created_at, now)
+            for row in fresh
+        ])
+        self._write_check_ins(batches, now)
+        self._count_items(batches, now[:10])
+
+        results: list[list[Stored]] = []
+        for batch in batches:
+            stored = []
+            for row in batch.error_logs:
+                is_new = id(row) in fresh_ids
+                bug = bugs.get(row.fingerprint) if is_new and row.bug is not None else None
+                stored.append(Stored(event_id=row.event_id, duplicate=not is_new,
+                                     bug_id=bug[0] if bug else None,
+                                     bug_number=bug[1] if bug else None))
+            results.append(stored)
+        return results
+
+    def _existing_event_ids(self, event_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.db.execute(
+                f"SELECT event_id FROM error_logs WHERE event_id IN ({marks})", chunk))
+        return found
+
+    def _upsert_bug(self, group: list[ErrorLog], now: str) -> tuple[str, str]:
+        """Open or update the bug of one fingerprint for every new event of it in this batch."""
+        first = group[0]
+        signal = first.bug
+        assert signal is not None
+        severity = max((r.bug.severity for r in group if r.bug), key=SEVERITY_RANK.__getitem__)
+        times = sorted(r.created_at for r in group)
+        new_ids = [r.id for r in group]
+        found = self.db.execute(
+            "SELECT id, bug_number, status, severity, related_log_ids, first_occurred_at, "
+            "last_occurred_at FROM bugs WHERE fingerprint = ?", (first.fingerprint,)).fetchone()
+        if found is None:
+            (number,) = self.db.execute(
+                "UPDATE sequences SET value = value + 1 WHERE name = 'bug_number' RETURNING value"
+            ).fetchone()
+            bug_id = str(uuid.uuid4())
+            bug_number = f"BUG-{number:05d}"
+            self.db.execute(
+                "INSERT INTO bugs (id, bug_number, title, description, severity, priority, status,"
+                " component, workspace_id, error_type, error_message, stack_trace, fingerprint,"
+                " grouping_version, occurrence_count, first_occurred_at, last_occurred_at,"
+                " related_log_ids, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (bug_id, bug_number, signal.title, signal.description, severity,
+                 PRIORITY_OF[severity], first.component, first.workspace_id, first.error_type,
+                 first.error_message, first.stack_trace, first.fingerprint,
+                 signal.grouping_version, len(group), times[0], times[-1],
+                 _json(new_ids[-self.related_logs:]), now, now))
+            return bug_id, bug_number
+        bug_id, bug_number, status, old_severity, related, first_at, last_at = found
+        if SEVERITY_RANK[old_severity] > SEVERITY_RANK[severity]:
+            severity = old_severity
+        related_ids = ([*orjson.loads(related), *new_ids])[-self.related_logs:]
+        regression = status == "resolved"
+        self.db.execute(
+            "UPDATE bugs SET occurrence_count = occurrence_count + ?, first_occurred_at = ?,"
+            " last_occurred_at = ?, related_log_ids = ?, severity = ?, priority = ?,"
+            " status = CASE WHEN ? THEN 'open' ELSE status END,"
+            " is_regression = CASE WHEN ? THEN 1 ELSE is_regression END, updated_at = ?"
+            " WHERE id = ?",
+            (len(group), min(first_at, times[0]), max(last_at, times[-1]), _json(related_ids),
+             severity, PRIORITY_OF[severity], regression, regression, now, bug_id))
+        return bug_id, bug_number
+
+    def _write_check_ins(self, batches: Sequence[Batch], now: str) -> None:
+        self.db.executemany(
+            "INSERT INTO check_ins (check_in_id, project_id, monitor_slug, status, duration,"
+            " environment, release, monitor_config, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (check_in_id) DO UPDATE SET status = excluded.status,"
+            " duration = COALESCE(excluded.duration, duration),"
+            " environment = COALESCE(excluded.environment, environment),"
+            " release = COALESCE(excluded.release, release),"
+            " monitor_config = COALESCE(excluded.monitor_config, monitor_config),"
+            " updated_at = excluded.updated_at",
+            [(c.check_in_id, c.project_id, c.monitor_slug, c.status, c.duration, c.environment,
+              c.release, _json(c.monitor_config) if c.monitor_config else None, c.created_at, now)
+             for batch in batches for c in batch.check_ins])
+
+    def _count_items(self, batches: Sequence[Batch], day: str) -> None:
+        totals: dict[str, int] = {}
+        for batch in batches:
+            for item_type, n in batch.item_counts.items():
+                totals[item_type] = totals.get(item_type, 0) + n
+        self.db.executemany(
+            "INSERT INTO item_counts (day, item_type, count) VALUES (?, ?, ?)"
+            " ON CONFLICT (day, item_type) DO UPDATE SET count = count + excluded.count",
+            [(day, t, n) for t, n in totals.items()])
