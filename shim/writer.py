@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from shim.records import Batch, Stored
 from shim.store import Store
 
 log = logging.getLogger("shim.writer")
+T = TypeVar("T")
 
 
 class StoreFailed(Exception):
@@ -60,7 +63,7 @@ class Writer:
         await self._queue.put(_Pending(batch, done))
         return await done
 
-    async def run_in_thread(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def run_in_thread(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn`` on the writer's thread (the only thread that touches the store)."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
