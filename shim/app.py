@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from shim import __version__
 from shim.auth import Keys, key_from_dsn, request_key
+from shim.backup import BackupLog
 from shim.body import read_body
 from shim.envelope import parse_envelope
 from shim.errors import (
@@ -39,7 +40,9 @@ from shim.errors import (
     ServiceUnavailable,
     ShimError,
 )
+from shim.exporter import Exporter
 from shim.ingest import Ingested, Limits, ingest_envelope, ingest_store
+from shim.journal import Journal
 from shim.records import Batch
 from shim.settings import Settings
 from shim.store import Store, open_store
@@ -60,7 +63,10 @@ class State:
         self.settings = settings
         self.keys = keys
         self.store = store
-        self.writer = Writer(store)
+        self.writer = Writer(Journal(BackupLog(settings.backup_dir / "logs"), store))
+        self.exporter = Exporter(
+            lambda: open_store(settings.database_url, related_logs=settings.related_logs),
+            settings.backup_dir, settings.export_interval, lambda: self.writer.bugs_changed)
         self.limits = Limits(bug_level=settings.bug_level,
                              max_event_bytes=settings.max_event_bytes)
         self.items: Counter[str] = Counter()
@@ -91,12 +97,12 @@ async def _body(request: Request, settings: Settings) -> bytes:
 
 
 async def _commit(state: State, batch: Batch) -> None:
-    if not (batch.error_logs or batch.check_ins or batch.item_counts):
+    if batch.is_empty():
         return
     try:
         stored = await state.writer.submit(batch)
     except StoreFailed as exc:
-        raise ServiceUnavailable(f"{exc}; retry later", retry_after=5) from None
+        raise ServiceUnavailable(f"{exc}; retry later", retry_after=10) from None
     state.items.update(batch.item_counts)
     for one in stored:
         if one.duplicate:
@@ -163,11 +169,18 @@ async def store_endpoint(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     state = _state(request)
+    writer = state.writer
+    behind, lag_bytes = await writer.run_in_thread(writer.journal.lag)
+    store_state = "down" if writer.store_error else "catching_up" if behind else "ok"
+    degraded = writer.log_error is not None or store_state != "ok"
     return JSON({
-        "status": "ok",
+        "status": "degraded" if degraded else "ok",
         "version": __version__,
         "uptime_seconds": round(time.time() - state.started, 1),
-        "store": state.store.summary(),
+        "store": {**state.store.summary(), "state": store_state, "error": writer.store_error,
+                  "lag_bytes": lag_bytes},
+        "backup_log": {"state": "error" if writer.log_error else "ok",
+                       "error": writer.log_error},
         "events_stored": state.stored,
         "duplicates": state.duplicates,
         "transactions": state.writer.transactions,
@@ -199,10 +212,12 @@ def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> St
                                                           related_logs=settings.related_logs))
         app.state.shim = state
         await state.writer.start()
+        await state.exporter.start()
         try:
             yield
         finally:
             await state.writer.stop()
+            await state.exporter.stop()
             state.store.close()
 
     routes = [

@@ -51,7 +51,7 @@ class Ingested:
 def ingest_envelope(
     envelope: Envelope, project_id: str, received: datetime, limits: Limits
 ) -> Ingested:
-    batch = Batch()
+    batch = Batch(received_at=received.isoformat(timespec="microseconds"))
     result = Ingested(batch)
     counts: Counter[str] = Counter()
     for number, item in enumerate(envelope.items, start=1):
@@ -82,7 +82,9 @@ def ingest_store(
 ) -> Ingested:
     row = normalize_event(event, event_id=None, project_id=project_id, received=received,
                           bug_level=limits.bug_level, item_type="store")
-    return Ingested(Batch(error_logs=[row], item_counts={"event": 1}), event_id=row.event_id)
+    batch = Batch(error_logs=[row], item_counts={"event": 1},
+                  received_at=received.isoformat(timespec="microseconds"))
+    return Ingested(batch, event_id=row.event_id)
 
 
 def _payload_json(item: Item, limits: Limits) -> Any:

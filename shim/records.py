@@ -58,12 +58,35 @@ class CheckIn:
 
 
 @dataclass(frozen=True)
+class StatusChange:
+    """An operator's change to a bug (status and/or assignee), logged like an event so that a
+    restore replays it in order. ``change_id`` makes applying it twice harmless."""
+
+    change_id: str
+    bug_number: str
+    status: str | None  # open | in_progress | resolved | closed; None keeps the status
+    assignee: str | None  # None keeps the assignee; "" clears it
+    at: str
+    by: str | None = None
+
+
+@dataclass(frozen=True)
 class Batch:
-    """Everything one request hands to the writer."""
+    """Everything one request (or one CLI command) hands to the writer."""
 
     error_logs: list[ErrorLog] = field(default_factory=list)
     check_ins: list[CheckIn] = field(default_factory=list)
     item_counts: dict[str, int] = field(default_factory=dict)
+    status_changes: list[StatusChange] = field(default_factory=list)
+    received_at: str = ""  # ISO 8601 UTC; the store's received_at, created_at and updated_at
+
+    @property
+    def day(self) -> str:
+        """The backup log file this batch goes to (its receive day, UTC)."""
+        return self.received_at[:10]
+
+    def is_empty(self) -> bool:
+        return not (self.error_logs or self.check_ins or self.item_counts or self.status_changes)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -103,6 +110,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest single event, log or check-in item; larger items are skipped and reported."),
     Setting("SHIM_RELATED_LOGS", "related_logs", _positive_int, "20",
             "How many of the most recent error_logs ids a bug keeps in `related_log_ids`."),
+    Setting("SHIM_EXPORT_INTERVAL", "export_interval", _positive_float, "5",
+            "Seconds between rewrites of `bugs/bugs.csv` and `bugs/bugs.json` (only when a bug "
+            "changed)."),
     Setting("SHIM_CORS_ORIGINS", "cors_origins", _origins, "*",
             "Origins allowed to send from a browser, comma-separated; `*` for any."),
     Setting("SHIM_LOG_LEVEL", "log_level", _level, "info", "Level of the server's own log."),
@@ -122,6 +132,7 @@ class Settings:
     max_decoded_bytes: int
     max_event_bytes: int
     related_logs: int
+    export_interval: float
     cors_origins: tuple[str, ...]
     log_level: str
 
@@ -146,6 +157,11 @@ class Settings:
             values["database_url"] = f"sqlite:///{values['data_dir'] / 'shim.db'}"
         assert {f.name for f in fields(cls)} == set(values)
         return cls(**values)
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where the backup log (``logs/``) and the bugs snapshot live."""
+        return self.data_dir / "bugs"
 
     def replace(self, **changes: Any) -> Settings:
         return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})

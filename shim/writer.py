@@ -1,32 +1,37 @@
-"""The one writer: every request waiting at a moment is committed in a single store transaction.
+"""The one writer: every request waiting at a moment is logged and committed in one go.
 
 Requests ``submit`` their ``Batch`` and wait. The writer task takes whatever is queued (up to
-``max_batches``), hands it to the store on its own thread, and answers each waiting request once
-the transaction has committed. While one transaction commits, the next requests queue up, so the
-batch grows with the load and the per-event cost of the commit shrinks.
+``max_batches``) and hands it to the journal on its own thread: append to the backup log and fsync,
+then one store transaction. Each waiting request is answered after that. While one batch commits,
+the next requests queue up, so the batch grows with the load and the per-event cost shrinks.
 
-If a combined transaction fails, each request's batch is retried alone, so one poisonous event
-cannot fail the requests it happened to share a transaction with.
+When the store is down or behind, the journal only logs: requests are still answered (their events
+are on disk), and the writer keeps trying to catch the store up from the log, with backoff.
+When the log itself cannot be written, nothing was kept, and the requests get ``StoreFailed``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from shim.journal import Journal, StoreDown
 from shim.records import Batch, Stored
 from shim.store import Store
 
 log = logging.getLogger("shim.writer")
 T = TypeVar("T")
 
+RETRY_MIN, RETRY_MAX = 0.5, 30.0
+
 
 class StoreFailed(Exception):
-    """The store could not commit this request's batch."""
+    """The event could not be kept (the backup log is not writable): it must not be answered 2xx."""
 
 
 @dataclass
@@ -36,19 +41,31 @@ class _Pending:
 
 
 class Writer:
-    def __init__(self, store: Store, max_batches: int = 512) -> None:
-        self.store = store
+    def __init__(self, journal: Journal, max_batches: int = 512) -> None:
+        self.journal = journal
         self.max_batches = max_batches
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shim-writer")
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0
+        self.lagging = False  # the store is behind the log
+        self.store_error: str | None = None
+        self.log_error: str | None = None
+        self.bugs_changed = 0  # bumps whenever a committed batch touched a bug
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_MIN
+
+    @property
+    def store(self) -> Store:
+        return self.journal.store
 
     async def start(self) -> None:
+        lagging, _ = await self.run_in_thread(self.journal.lag)
+        self.lagging = lagging
         self._task = asyncio.create_task(self._run(), name="shim-writer")
 
     async def stop(self) -> None:
-        """Commit everything already submitted, then stop."""
+        """Commit everything already submitted, try a last catch-up, then stop."""
         if self._task is not None:
             await self._queue.put(None)
             await self._task
@@ -56,7 +73,7 @@ class Writer:
         self._thread.shutdown(wait=True)
 
     async def submit(self, batch: Batch) -> list[Stored]:
-        """Wait until ``batch`` is committed; raise ``StoreFailed`` if it cannot be."""
+        """Wait until ``batch`` is kept; raise ``StoreFailed`` if it cannot be."""
         if self._task is None or self._task.done():
             raise StoreFailed("the writer is not running")
         done: asyncio.Future[list[Stored]] = asyncio.get_running_loop().create_future()
@@ -70,7 +87,13 @@ class Writer:
     async def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = await self._queue.get()
+            if self.lagging:
+                await self._catch_up()
+            try:
+                timeout = max(0.05, self._retry_at - time.monotonic()) if self.lagging else None
+                first = await asyncio.wait_for(self._queue.get(), timeout)
+            except TimeoutError:
+                continue
             if first is None:
                 break
             pending = [first]
@@ -81,26 +104,62 @@ class Writer:
                     break
                 pending.append(more)
             await self._commit(pending)
+        if self.lagging:
+            await self._catch_up(force=True)
 
     async def _commit(self, pending: list[_Pending]) -> None:
+        batches = [p.batch for p in pending]
         try:
-            results = await self.run_in_thread(self.store.write, [p.batch for p in pending])
-            self.transactions += 1
-        except Exception:
-            if len(pending) > 1:
-                for one in pending:
-                    await self._commit([one])
-                return
-            log.exception("store write failed")
-            _settle(pending[0], error=StoreFailed("the store could not save the event"))
+            results = await self.run_in_thread(self.journal.commit, batches)
+            self.log_error = None
+        except OSError as exc:
+            if self.log_error is None:
+                log.error("cannot write the backup log (%s); answering 503 until it can", exc)
+            self.log_error = str(exc)
+            for one in pending:
+                _settle(one, error=StoreFailed(f"the backup log cannot be written: {exc}"))
             return
+        self.transactions += 1
+        if results is None:  # kept in the log only; the store catches up later
+            if not self.lagging:
+                self.lagging = True
+                self._retry_at = time.monotonic() + self._retry_delay
+            results = [[Stored(r.event_id, duplicate=False, bug_id=None, bug_number=None)
+                        for r in b.error_logs] for b in batches]
+        elif any(r.bug_id for stored in results for r in stored) or any(
+                b.status_changes for b in batches):
+            self.bugs_changed += 1
         for one, stored in zip(pending, results, strict=True):
             _settle(one, result=stored)
+
+    async def _catch_up(self, force: bool = False) -> None:
+        if not force and time.monotonic() < self._retry_at:
+            return
+        try:
+            while True:
+                done = await self.run_in_thread(self.journal.catch_up)
+                self.bugs_changed += 1
+                if done or not self._queue.empty() and not force:
+                    break
+        except StoreDown as exc:
+            self.store_error = str(exc)
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_delay = min(RETRY_MAX, self._retry_delay * 2)
+            return
+        except Exception:
+            log.exception("catching up from the backup log failed; retrying")
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_delay = min(RETRY_MAX, self._retry_delay * 2)
+            return
+        if done:
+            if self.store_error:
+                log.warning("store is back; caught up from the backup log")
+            self.lagging, self.store_error, self._retry_delay = False, None, RETRY_MIN
 
 
 def _settle(pending: _Pending, result: list[Stored] | None = None,
             error: Exception | None = None) -> None:
-    if pending.done.done():  # the client went away; its batch is committed all the same
+    if pending.done.done():  # the client went away; its batch is kept all the same
         return
     if error is not None:
         pending.done.set_exception(error)

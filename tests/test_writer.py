@@ -1,5 +1,6 @@
-"""The writer against a real SQLite file: concurrent requests share one transaction, each is
-answered only after the commit, and one bad batch cannot fail the others it was grouped with."""
+"""The writer against a real SQLite file and backup log: concurrent requests share one
+transaction, each is answered only after the commit, and one bad batch cannot fail the others it
+was grouped with (it is set aside in rejected.jsonl instead)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from shim.backup import REJECTED, BackupLog, Position
+from shim.journal import Journal
 from shim.normalize import normalize_event
 from shim.records import Batch, ErrorLog
 from shim.store.sqlite import SQLiteStore
@@ -23,6 +26,15 @@ RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 def row(message: str, level: str = "fatal") -> ErrorLog:
     return normalize_event({"message": message, "level": level}, event_id=uuid.uuid4().hex,
                            project_id="1", received=RECEIVED, bug_level="critical")
+
+
+def batch(*rows: ErrorLog) -> Batch:
+    return Batch(error_logs=list(rows), received_at=RECEIVED.isoformat())
+
+
+def make_writer(tmp_path: Path) -> Writer:
+    return Writer(Journal(BackupLog(tmp_path / "bugs" / "logs"),
+                          SQLiteStore(str(tmp_path / "shim.db"))))
 
 
 def count(path: Path, sql: str) -> int:
@@ -37,14 +49,14 @@ def test_concurrent_submissions_share_one_transaction(tmp_path: Path) -> None:
     path = tmp_path / "shim.db"
 
     async def scenario() -> list[int]:
-        writer = Writer(SQLiteStore(str(path)))
+        writer = make_writer(tmp_path)
         await writer.start()
         # Queued before the writer task first runs, so all of them wait at the same moment.
         results = await asyncio.gather(
-            *(writer.submit(Batch(error_logs=[row(f"disk {i} full")])) for i in range(50)))
+            *(writer.submit(batch(row(f"disk {i} full"))) for i in range(50)))
         transactions = writer.transactions
         await writer.stop()
-        writer.store.close()
+        writer.journal.store.close()
         assert all(len(r) == 1 and not r[0].duplicate for r in results)
         return [transactions, len({r[0].bug_id for r in results})]
 
@@ -55,47 +67,52 @@ def test_concurrent_submissions_share_one_transaction(tmp_path: Path) -> None:
     assert count(path, "SELECT occurrence_count FROM bugs") == 50
 
 
-def test_a_bad_batch_fails_alone(tmp_path: Path) -> None:
+def test_a_refused_batch_is_set_aside_alone(tmp_path: Path) -> None:
     path = tmp_path / "shim.db"
     # A level the table's CHECK constraint refuses: the database itself rejects this row.
     poison = dataclasses.replace(row("poison"), log_level="bogus")
 
     async def scenario() -> tuple[list[object], int]:
-        writer = Writer(SQLiteStore(str(path)))
+        writer = make_writer(tmp_path)
         await writer.start()
         outcomes = await asyncio.gather(
-            writer.submit(Batch(error_logs=[row("good one")])),
-            writer.submit(Batch(error_logs=[poison])),
-            writer.submit(Batch(error_logs=[row("good two")])),
+            writer.submit(batch(row("good one"))),
+            writer.submit(batch(poison)),
+            writer.submit(batch(row("good two"))),
             return_exceptions=True)
         transactions = writer.transactions
         await writer.stop()
-        writer.store.close()
+        writer.journal.store.close()
         return outcomes, transactions
 
     outcomes, transactions = asyncio.run(scenario())
-    assert isinstance(outcomes[1], StoreFailed)
-    assert not isinstance(outcomes[0], BaseException)
-    assert not isinstance(outcomes[2], BaseException)
-    assert transactions == 2  # the combined one rolled back; the two good ones retried alone
+    # All three are acknowledged: the poison is on disk, in the log and set aside for the operator.
+    assert not any(isinstance(o, BaseException) for o in outcomes)
+    assert transactions == 1
     assert count(path, "SELECT count(*) FROM error_logs") == 2
     assert count(path, "SELECT count(*) FROM error_logs WHERE message = 'poison'") == 0
+    rejected = (tmp_path / "bugs" / "logs" / REJECTED).read_text()
+    assert "poison" in rejected and "good" not in rejected
+    # And the log still holds all three, so the marker moved past the poison.
+    log = BackupLog(tmp_path / "bugs" / "logs")
+    assert log.applied() == log.end()
+    assert sum(1 for _ in log.read_from(Position())) == 3
 
 
 def test_stop_commits_what_was_submitted(tmp_path: Path) -> None:
     path = tmp_path / "shim.db"
 
     async def scenario() -> None:
-        writer = Writer(SQLiteStore(str(path)))
+        writer = make_writer(tmp_path)
         await writer.start()
-        pending = [asyncio.ensure_future(writer.submit(Batch(error_logs=[row(f"m{i}", "info")])))
+        pending = [asyncio.ensure_future(writer.submit(batch(row(f"m{i}", "info"))))
                    for i in range(10)]
         await asyncio.sleep(0)  # let every submit enqueue
         await writer.stop()
         await asyncio.gather(*pending)
-        writer.store.close()
+        writer.journal.store.close()
         with pytest.raises(StoreFailed):
-            await writer.submit(Batch(error_logs=[row("after stop")]))
+            await writer.submit(batch(row("after stop")))
 
     asyncio.run(scenario())
     assert count(path, "SELECT count(*) FROM error_logs") == 10

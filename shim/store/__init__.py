@@ -16,11 +16,32 @@ class Store(Protocol):
         """Store every batch in one transaction; per batch, what happened to each error_log."""
         ...
 
+    def ping(self) -> bool:
+        """Whether the store takes writes right now."""
+        ...
+
     def summary(self) -> dict[str, Any]:
-        """Row counts for ``/healthz``."""
+        """What ``/healthz`` says about the store."""
         ...
 
     def close(self) -> None: ...
+
+    # Reads, for the CLI and the snapshot.
+    def list_bugs(self, status: str | None = None, component: str | None = None,
+                  workspace: str | None = None, since: str | None = None, sort: str = "last",
+                  limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def get_bug(self, bug_number: str) -> dict[str, Any] | None: ...
+
+    def status_history(self, bug_id: str) -> list[dict[str, Any]]: ...
+
+    def list_logs(self, level: str | None = None, component: str | None = None,
+                  bug_id: str | None = None, after: int | None = None,
+                  limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def all_bugs(self) -> list[dict[str, Any]]: ...
+
+    def stats(self, hour_ago: str, day_ago: str) -> dict[str, Any]: ...
 
 
 class UnsupportedStore(ValueError):

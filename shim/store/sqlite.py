@@ -10,17 +10,17 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from shim.records import Batch, ErrorLog, Stored
+from shim.records import Batch, ErrorLog, StatusChange, Stored
+from shim.store.sqlite_reads import SQLiteReads
 
-SCHEMA_VERSION = 1
-
-SCHEMA = """
+# Each step upgrades the schema by one version; a shipped step is never edited.
+MIGRATIONS: tuple[str, ...] = (
+    """
 CREATE TABLE IF NOT EXISTS bugs (
     id                TEXT PRIMARY KEY,
     bug_number        TEXT NOT NULL UNIQUE,
@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS bugs (
     last_occurred_at  TEXT NOT NULL,
     related_log_ids   TEXT NOT NULL DEFAULT '[]',
     is_regression     INTEGER NOT NULL DEFAULT 0,
+    assignee          TEXT,
+    resolved_at       TEXT,
     created_at        TEXT NOT NULL,
     updated_at        TEXT NOT NULL
 );
@@ -86,18 +88,31 @@ CREATE TABLE IF NOT EXISTS check_ins (
 CREATE INDEX IF NOT EXISTS check_ins_monitor ON check_ins (monitor_slug, created_at);
 
 CREATE TABLE IF NOT EXISTS item_counts (
-    day       TEXT NOT NULL,
+    hour      TEXT NOT NULL,  -- receive hour, UTC: 2026-11-28T13
     item_type TEXT NOT NULL,
     count     INTEGER NOT NULL,
-    PRIMARY KEY (day, item_type)
+    PRIMARY KEY (hour, item_type)
 );
 
 CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO sequences (name, value) VALUES ('bug_number', 0);
-"""
+CREATE TABLE IF NOT EXISTS status_changes (
+    change_id  TEXT PRIMARY KEY,
+    bug_id     TEXT NOT NULL REFERENCES bugs (id),
+    bug_number TEXT NOT NULL,
+    status     TEXT,
+    assignee   TEXT,
+    changed_by TEXT,
+    at         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS status_changes_bug ON status_changes (bug_id, at);
+""",
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 PRIORITY_OF = {"critical": "urgent", "high": "high", "medium": "medium", "low": "low"}
+STATUSES = ("open", "in_progress", "resolved", "closed")
 
 _INSERT_LOG = """
 INSERT INTO error_logs (id, event_id, project_id, log_level, component, message, context,
@@ -107,15 +122,11 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteReads):
     def __init__(self, path: str, related_logs: int = 20) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -123,34 +134,42 @@ class SQLiteStore:
         self.related_logs = related_logs
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                   timeout=30.0)
+        self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.migrate()
 
-    def migrate(self) -> None:
-        (version,) = self.db.execute("PRAGMA user_version").fetchone()
-        if version < SCHEMA_VERSION:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in SCHEMA.split(";"):
+    def migrate(self) -> int:
+        """Apply the schema steps this database has not seen; return how many ran."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = self.db.execute("PRAGMA user_version").fetchone()
+            for step in MIGRATIONS[version:]:
+                for statement in step.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return max(0, SCHEMA_VERSION - int(version))
 
     def close(self) -> None:
         self.db.close()
 
-    def summary(self) -> dict[str, Any]:
-        def count(table: str) -> int:
-            return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    def ping(self) -> bool:
+        """Whether the database takes writes right now (takes and releases the write lock)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("ROLLBACK")
+            return True
+        except sqlite3.Error:
+            return False
 
-        return {"backend": "sqlite", "error_logs": count("error_logs"), "bugs": count("bugs"),
-                "check_ins": count("check_ins")}
+    def summary(self) -> dict[str, Any]:
+        return {"backend": "sqlite", "path": self.path}
 
     def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
         db = self.db
@@ -159,37 +178,40 @@ class SQLiteStore:
             results = self._write(batches)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         return results
 
     def _write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
-        now = _now()
-        rows = [row for batch in batches for row in batch.error_logs]
-        existing = self._existing_event_ids([row.event_id for row in rows])
-        fresh: list[ErrorLog] = []
-        for row in rows:
+        rows = [(row, batch.received_at) for batch in batches for row in batch.error_logs]
+        existing = self._existing_event_ids([row.event_id for row, _ in rows])
+        fresh: list[tuple[ErrorLog, str]] = []
+        for row, received_at in rows:
             if row.event_id not in existing:
                 existing.add(row.event_id)
-                fresh.append(row)
-        fresh_ids = {id(row) for row in fresh}
+                fresh.append((row, received_at))
+        fresh_ids = {id(row) for row, _ in fresh}
 
-        by_fingerprint: dict[str, list[ErrorLog]] = {}
-        for row in fresh:
+        by_fingerprint: dict[str, list[tuple[ErrorLog, str]]] = {}
+        for row, received_at in fresh:
             if row.bug is not None:
-                by_fingerprint.setdefault(row.fingerprint, []).append(row)
-        bugs = {fp: self._upsert_bug(group, now) for fp, group in by_fingerprint.items()}
+                by_fingerprint.setdefault(row.fingerprint, []).append((row, received_at))
+        bugs = {fp: self._upsert_bug(group) for fp, group in by_fingerprint.items()}
 
         self.db.executemany(_INSERT_LOG, [
             (row.id, row.event_id, row.project_id, row.log_level, row.component, row.message,
              _json(row.context), row.error_type, row.error_message, row.stack_trace,
              row.request_id, row.workspace_id, row.fingerprint,
              bugs[row.fingerprint][0] if row.bug is not None else None,
-             row.item_type, row.created_at, now)
-            for row in fresh
+             row.item_type, row.created_at, received_at)
+            for row, received_at in fresh
         ])
-        self._write_check_ins(batches, now)
-        self._count_items(batches, now[:10])
+        for batch in batches:
+            self._write_check_ins(batch)
+            self._count_items(batch)
+            for change in batch.status_changes:
+                self._apply_status(change)
 
         results: list[list[Stored]] = []
         for batch in batches:
@@ -212,23 +234,23 @@ class SQLiteStore:
                 f"SELECT event_id FROM error_logs WHERE event_id IN ({marks})", chunk))
         return found
 
-    def _upsert_bug(self, group: list[ErrorLog], now: str) -> tuple[str, str]:
-        """Open or update the bug of one fingerprint for every new event of it in this batch."""
-        first = group[0]
+    def _upsert_bug(self, group: list[tuple[ErrorLog, str]]) -> tuple[str, str]:
+        """Open or update the bug of one fingerprint for every new event of it in this write."""
+        first, first_received = group[0]
         signal = first.bug
         assert signal is not None
-        severity = max((r.bug.severity for r in group if r.bug), key=SEVERITY_RANK.__getitem__)
-        times = sorted(r.created_at for r in group)
-        new_ids = [r.id for r in group]
+        severity = max((r.bug.severity for r, _ in group if r.bug), key=SEVERITY_RANK.__getitem__)
+        times = sorted(r.created_at for r, _ in group)
+        updated_at = max(received for _, received in group)
+        new_ids = [r.id for r, _ in group]
         found = self.db.execute(
-            "SELECT id, bug_number, status, severity, related_log_ids, first_occurred_at, "
-            "last_occurred_at FROM bugs WHERE fingerprint = ?", (first.fingerprint,)).fetchone()
+            "SELECT id, bug_number, status, severity, related_log_ids, first_occurred_at,"
+            " last_occurred_at FROM bugs WHERE fingerprint = ?", (first.fingerprint,)).fetchone()
         if found is None:
             (number,) = self.db.execute(
                 "UPDATE sequences SET value = value + 1 WHERE name = 'bug_number' RETURNING value"
             ).fetchone()
-            bug_id = str(uuid.uuid4())
-            bug_number = f"BUG-{number:05d}"
+            bug_id, bug_number = bug_id_for(first.fingerprint), f"BUG-{number:05d}"
             self.db.execute(
                 "INSERT INTO bugs (id, bug_number, title, description, severity, priority, status,"
                 " component, workspace_id, error_type, error_message, stack_trace, fingerprint,"
@@ -239,24 +261,48 @@ class SQLiteStore:
                  PRIORITY_OF[severity], first.component, first.workspace_id, first.error_type,
                  first.error_message, first.stack_trace, first.fingerprint,
                  signal.grouping_version, len(group), times[0], times[-1],
-                 _json(new_ids[-self.related_logs:]), now, now))
+                 _json(new_ids[-self.related_logs:]), first_received, updated_at))
             return bug_id, bug_number
-        bug_id, bug_number, status, old_severity, related, first_at, last_at = found
-        if SEVERITY_RANK[old_severity] > SEVERITY_RANK[severity]:
-            severity = old_severity
-        related_ids = ([*orjson.loads(related), *new_ids])[-self.related_logs:]
-        regression = status == "resolved"
+        if SEVERITY_RANK[found["severity"]] > SEVERITY_RANK[severity]:
+            severity = found["severity"]
+        related_ids = [*orjson.loads(found["related_log_ids"]), *new_ids][-self.related_logs:]
+        regression = found["status"] == "resolved"
         self.db.execute(
             "UPDATE bugs SET occurrence_count = occurrence_count + ?, first_occurred_at = ?,"
             " last_occurred_at = ?, related_log_ids = ?, severity = ?, priority = ?,"
             " status = CASE WHEN ? THEN 'open' ELSE status END,"
             " is_regression = CASE WHEN ? THEN 1 ELSE is_regression END, updated_at = ?"
             " WHERE id = ?",
-            (len(group), min(first_at, times[0]), max(last_at, times[-1]), _json(related_ids),
-             severity, PRIORITY_OF[severity], regression, regression, now, bug_id))
-        return bug_id, bug_number
+            (len(group), min(found["first_occurred_at"], times[0]),
+             max(found["last_occurred_at"], times[-1]), _json(related_ids), severity,
+             PRIORITY_OF[severity], regression, regression, updated_at, found["id"]))
+        return found["id"], found["bug_number"]
 
-    def _write_check_ins(self, batches: Sequence[Batch], now: str) -> None:
+    def _apply_status(self, change: StatusChange) -> None:
+        """Apply an operator's change once (a replayed change id is skipped)."""
+        bug = self.db.execute("SELECT id FROM bugs WHERE bug_number = ?",
+                              (change.bug_number,)).fetchone()
+        if bug is None:
+            return  # nothing to change: the bug's events are not in this database
+        inserted = self.db.execute(
+            "INSERT INTO status_changes (change_id, bug_id, bug_number, status, assignee,"
+            " changed_by, at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (change_id) DO NOTHING",
+            (change.change_id, bug["id"], change.bug_number, change.status, change.assignee,
+             change.by, change.at)).rowcount
+        if not inserted:
+            return
+        if change.status is not None:
+            self.db.execute(
+                "UPDATE bugs SET status = ?, updated_at = ?,"
+                " resolved_at = CASE WHEN ? = 'resolved' THEN ? ELSE resolved_at END,"
+                " is_regression = CASE WHEN ? IN ('resolved', 'closed') THEN 0"
+                " ELSE is_regression END WHERE id = ?",
+                (change.status, change.at, change.status, change.at, change.status, bug["id"]))
+        if change.assignee is not None:
+            self.db.execute("UPDATE bugs SET assignee = ?, updated_at = ? WHERE id = ?",
+                            (change.assignee or None, change.at, bug["id"]))
+
+    def _write_check_ins(self, batch: Batch) -> None:
         self.db.executemany(
             "INSERT INTO check_ins (check_in_id, project_id, monitor_slug, status, duration,"
             " environment, release, monitor_config, created_at, updated_at)"
@@ -268,15 +314,20 @@ class SQLiteStore:
             " monitor_config = COALESCE(excluded.monitor_config, monitor_config),"
             " updated_at = excluded.updated_at",
             [(c.check_in_id, c.project_id, c.monitor_slug, c.status, c.duration, c.environment,
-              c.release, _json(c.monitor_config) if c.monitor_config else None, c.created_at, now)
-             for batch in batches for c in batch.check_ins])
+              c.release, _json(c.monitor_config) if c.monitor_config else None, c.created_at,
+              batch.received_at)
+             for c in batch.check_ins])
 
-    def _count_items(self, batches: Sequence[Batch], day: str) -> None:
-        totals: dict[str, int] = {}
-        for batch in batches:
-            for item_type, n in batch.item_counts.items():
-                totals[item_type] = totals.get(item_type, 0) + n
+    def _count_items(self, batch: Batch) -> None:
         self.db.executemany(
-            "INSERT INTO item_counts (day, item_type, count) VALUES (?, ?, ?)"
-            " ON CONFLICT (day, item_type) DO UPDATE SET count = count + excluded.count",
-            [(day, t, n) for t, n in totals.items()])
+            "INSERT INTO item_counts (hour, item_type, count) VALUES (?, ?, ?)"
+            " ON CONFLICT (hour, item_type) DO UPDATE SET count = count + excluded.count",
+            [(batch.received_at[:13], t, n) for t, n in batch.item_counts.items()])
+
+
+_BUG_NAMESPACE = uuid.UUID("6f1d5c3e-2b1a-4c8e-9d7f-0a1b2c3d4e5f")
+
+
+def bug_id_for(fingerprint: str) -> str:
+    """Bug ids follow from fingerprints, so a restore (or another process) gives the same id."""
+    return str(uuid.uuid5(_BUG_NAMESPACE, fingerprint))

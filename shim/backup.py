@@ -1,0 +1,210 @@
+"""The backup log: every stored event as one JSON line in ``bugs/logs/YYYY-MM-DD.jsonl``.
+
+The writer appends a batch and fsyncs it before the store transaction, so the log always holds at
+least what the database holds; the database can be rebuilt from it (``shim restore``) and catches up
+from it after an outage. Day files are only ever appended to. ``.applied`` records the position up to
+which the store has applied the log; everything after it is replayed, and replays are harmless
+because every line is idempotent (``event_id`` and status-change ids are unique).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shim.records import Batch, BugSignal, CheckIn, ErrorLog, StatusChange
+
+FORMAT = 1
+MARKER = ".applied"
+LOCK = ".lock"
+REJECTED = "rejected.jsonl"  # not named after a day, so never read back as log
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in the log: a day file's name and a byte offset in it."""
+
+    file: str = ""
+    offset: int = 0
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str)
+
+
+def batch_lines(batch: Batch) -> list[bytes]:
+    """The log lines of one batch, each ending in a newline."""
+    lines = [
+        _dumps({"v": FORMAT, "kind": "error_log", "received_at": batch.received_at,
+                "row": dataclasses.asdict(row)}) + b"\n"
+        for row in batch.error_logs
+    ]
+    lines += [
+        _dumps({"v": FORMAT, "kind": "check_in", "received_at": batch.received_at,
+                "check_in": dataclasses.asdict(c)}) + b"\n"
+        for c in batch.check_ins
+    ]
+    if batch.item_counts:
+        lines.append(_dumps({"v": FORMAT, "kind": "item_counts", "received_at": batch.received_at,
+                             "counts": batch.item_counts}) + b"\n")
+    lines += [
+        _dumps({"v": FORMAT, "kind": "status", "change": dataclasses.asdict(change)}) + b"\n"
+        for change in batch.status_changes
+    ]
+    return lines
+
+
+def parse_line(line: bytes) -> Batch:
+    """One log line back into a (one-record) ``Batch``; raises ``ValueError`` on a bad line."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("v") != FORMAT:
+        raise ValueError("not a backup line of a known format")
+    kind = data.get("kind")
+    received_at = str(data.get("received_at") or "")
+    if kind == "error_log":
+        row = dict(data["row"])
+        bug = row.pop("bug", None)
+        return Batch(error_logs=[ErrorLog(**row, bug=BugSignal(**bug) if bug else None)],
+                     received_at=received_at)
+    if kind == "check_in":
+        return Batch(check_ins=[CheckIn(**data["check_in"])], received_at=received_at)
+    if kind == "item_counts":
+        return Batch(item_counts={str(k): int(v) for k, v in data["counts"].items()},
+                     received_at=received_at)
+    if kind == "status":
+        change = StatusChange(**data["change"])
+        return Batch(status_changes=[change], received_at=change.at)
+    raise ValueError(f"unknown line kind {kind!r}")
+
+
+class BackupLog:
+    """Appends to today's file (by the batch's receive day) and reads back from a position."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the log's lock: appends, the marker and the store are then ours alone.
+
+        The server's writer and CLI commands (status changes) both go through it, so the order of
+        the lines in the log is the order in which the store applied them.
+        """
+        fd = os.open(self.path(LOCK), os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def append(self, day: str, lines: list[bytes]) -> Position:
+        """Append ``lines`` to the day's file and fsync; return the position after them.
+
+        Call with the lock held. A line torn by a crash mid-append (never acknowledged, since the
+        fsync did not return) is cut off first, so it cannot swallow the next line.
+        """
+        name = f"{day}.jsonl"
+        fd = os.open(self.path(name), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.ftruncate(fd, self._last_line_end(fd, size))
+            view = memoryview(b"".join(lines))
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+            end = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        return Position(name, end)
+
+    @staticmethod
+    def _last_line_end(fd: int, size: int) -> int:
+        step = 64 * 1024
+        end = size
+        while end > 0:
+            start = max(0, end - step)
+            block = os.pread(fd, end - start, start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                return start + newline + 1
+            end = start
+        return 0
+
+    def append_batches(self, batches: list[Batch]) -> Position:
+        """Append every batch (in order, each to its receive day's file); the end position."""
+        end = self.end()
+        day, lines = "", list[bytes]()
+        for batch in batches:
+            if batch.day != day and lines:
+                end = self.append(day, lines)
+                lines = []
+            day = batch.day
+            lines.extend(batch_lines(batch))
+        if lines:
+            end = self.append(day, lines)
+        return end
+
+    def reject(self, batch: Batch, reason: str) -> None:
+        """Keep a batch the store refused (while working) beside the log, for the operator."""
+        line = _dumps({"v": FORMAT, "kind": "rejected", "reason": reason,
+                       "lines": [ln.decode() for ln in batch_lines(batch)]}) + b"\n"
+        with open(self.path(REJECTED), "ab") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def files(self) -> list[str]:
+        return sorted(p.name for p in self.directory.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].jsonl"))
+
+    def end(self) -> Position:
+        files = self.files()
+        if not files:
+            return Position()
+        return Position(files[-1], self.path(files[-1]).stat().st_size)
+
+    def read_from(self, start: Position) -> Iterator[tuple[Position, bytes]]:
+        """Every complete line after ``start``, with the position just after it."""
+        for name in self.files():
+            if name < start.file:
+                continue
+            offset = start.offset if name == start.file else 0
+            with open(self.path(name), "rb") as f:
+                f.seek(offset)
+                for line in f:
+                    if not line.endswith(b"\n"):
+                        break  # a line still being written (or torn by a crash): not yet
+                    offset += len(line)
+                    yield Position(name, offset), line
+
+    # The applied-position marker.
+
+    def applied(self) -> Position:
+        try:
+            data = orjson.loads(self.path(MARKER).read_bytes())
+            return Position(str(data["file"]), int(data["offset"]))
+        except FileNotFoundError:
+            return Position()
+        except (ValueError, KeyError, TypeError):
+            return Position()  # unreadable: replaying from the start is safe, only slower
+
+    def mark_applied(self, position: Position) -> None:
+        tmp = self.path(MARKER + ".tmp")
+        tmp.write_bytes(_dumps({"file": position.file, "offset": position.offset}))
+        tmp.replace(self.path(MARKER))

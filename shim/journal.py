@@ -1,0 +1,102 @@
+"""Log first, then store: the one sequence every write goes through, from the server or the CLI.
+
+``commit`` appends the batches to the backup log (fsynced), then, if the store has applied
+everything before them, writes them to the store and moves the applied marker. When the store is
+behind or down, the batches stay in the log and ``catch_up`` applies them later, in log order.
+Both run under the log's lock, so the order of the log is the order of the store.
+
+A batch the store refuses while otherwise working (a "poison" event) is set aside in
+``rejected.jsonl``, so it can never block the events behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from shim.backup import BackupLog, parse_line
+from shim.records import Batch, Stored
+from shim.store import Store
+
+log = logging.getLogger("shim.journal")
+
+
+class StoreDown(Exception):
+    """The store cannot take writes at the moment."""
+
+
+class Journal:
+    def __init__(self, backup: BackupLog, store: Store) -> None:
+        self.backup = backup
+        self.store = store
+
+    def commit(self, batches: Sequence[Batch]) -> list[list[Stored]] | None:
+        """Log and apply ``batches``; ``None`` when they are only logged (the store is behind).
+
+        Raises ``OSError`` when the log itself cannot be written: then nothing was kept.
+        """
+        with self.backup.locked():
+            applied, start = self.backup.applied(), self.backup.end()
+            end = self.backup.append_batches(list(batches))
+            if applied != start:
+                return None
+            try:
+                results = self._apply(batches)
+            except StoreDown:
+                return None
+            self.backup.mark_applied(end)
+            return results
+
+    def lag(self) -> tuple[bool, int]:
+        """(behind, bytes of log not yet applied, counted within the marker's day file)."""
+        applied, end = self.backup.applied(), self.backup.end()
+        if applied == end:
+            return False, 0
+        if applied.file == end.file:
+            return True, end.offset - applied.offset
+        return True, end.offset
+
+    def catch_up(self, max_lines: int = 2000) -> bool:
+        """Apply up to ``max_lines`` log lines after the marker; True once nothing is left.
+
+        Raises ``StoreDown`` when the store still cannot take writes.
+        """
+        with self.backup.locked():
+            applied = self.backup.applied()
+            batches: list[Batch] = []
+            position = applied
+            for position, line in self.backup.read_from(applied):
+                try:
+                    batches.append(parse_line(line))
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.error("skipping unreadable backup line at %s:%d: %s",
+                              position.file, position.offset, exc)
+                if len(batches) >= max_lines:
+                    break
+            if position == applied:
+                return True
+            if batches:
+                self._apply(batches)
+            self.backup.mark_applied(position)
+            return position == self.backup.end()
+
+    def _apply(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+        try:
+            return self.store.write(batches)
+        except Exception as exc:
+            if not self.store.ping():
+                log.warning("store unavailable (%s); events are kept in the backup log", exc)
+                raise StoreDown(str(exc)) from exc
+        # The store works, so something in these batches is refused: find it, set it aside.
+        results: list[list[Stored]] = []
+        for batch in batches:
+            try:
+                results.extend(self.store.write([batch]))
+            except Exception as exc:
+                if not self.store.ping():
+                    raise StoreDown(str(exc)) from exc
+                log.exception("the store refused a batch; kept in rejected.jsonl")
+                self.backup.reject(batch, f"{type(exc).__name__}: {exc}")
+                results.append([Stored(r.event_id, duplicate=False, bug_id=None, bug_number=None)
+                                for r in batch.error_logs])
+        return results
