@@ -1,14 +1,42 @@
-"""The ``shim`` command: ``serve`` runs the server, ``dsn`` prints the DSNs to paste into scripts."""
+"""The ``shim`` command: run the server, read and triage bugs, restore and export backups.
+
+Every command reads its settings from the ``SHIM_*`` variables, like the server, and works while the
+server is running.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
 
 from shim.auth import Keys, dsn, load_or_create_key
-from shim.settings import Settings, SettingsError
+from shim.commands import (
+    CommandError,
+    cmd_assign,
+    cmd_bug,
+    cmd_bugs,
+    cmd_logs,
+    cmd_stats,
+    cmd_status,
+)
+from shim.restore import export, restore
+from shim.settings import LEVELS, Settings, SettingsError
+from shim.snapshot import to_csv, to_json
+from shim.store import open_store
+from shim.store.sqlite import STATUSES
+
+DESCRIPTION = """\
+A Sentry-compatible error ingestion server, and the tools to read and triage what it stored.
+
+Every command reads the SHIM_* environment variables, like the server, and works while the server
+is running."""
 
 
 def resolve_keys(settings: Settings, announce: bool) -> Keys:
@@ -54,17 +82,120 @@ def cmd_dsn(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    source = Path(args.source) if args.source else settings.backup_dir / "logs"
+    store = open_store(args.database or settings.database_url,
+                       related_logs=settings.related_logs)
+    try:
+        report = restore(source, store)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        store.close()
+    if args.json:
+        print(orjson.dumps(dataclasses.asdict(report), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(f"read {report.lines} lines: {report.events} events stored, {report.duplicates} "
+              f"already present, {report.check_ins} check-ins, {report.status_changes} status "
+              "changes")
+        for problem in report.unreadable:
+            print(f"skipped unreadable line: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    store = open_store(settings.database_url, related_logs=settings.related_logs)
+    try:
+        if args.out == "-":
+            bugs = store.all_bugs()
+            sys.stdout.buffer.write(to_json(bugs) if args.format == "json" else to_csv(bugs))
+            return 0
+        written = export(store, settings.backup_dir, args.format,
+                         Path(args.out) if args.out else None)
+    finally:
+        store.close()
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _json_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _by_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--by", default=os.environ.get("USER"),
+                         help="who made the change (default: $USER)")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="shim", description=__doc__)
+    top = argparse.ArgumentParser(prog="shim", description=DESCRIPTION,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the ingestion server",
-                                description="Run the ingestion server (settings: SHIM_* variables).")
+
+    def add(name: str, summary: str, run: Callable[[Settings, argparse.Namespace], int]
+            ) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=summary, description=summary + ".")
+        command.set_defaults(run=run)
+        return command
+
+    serve = add("serve", "run the ingestion server", cmd_serve)
     serve.add_argument("--host", help="address to bind (default SHIM_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default SHIM_PORT or 8000)")
-    serve.set_defaults(run=cmd_serve)
-    show = commands.add_parser("dsn", help="print the DSN(s) to paste into sentry_sdk.init",
-                               description="Print the DSN(s) to paste into sentry_sdk.init.")
-    show.set_defaults(run=cmd_dsn)
+    add("dsn", "print the DSN(s) to paste into sentry_sdk.init", cmd_dsn)
+
+    bugs = add("bugs", "list bugs, most recently seen first", cmd_bugs)
+    bugs.add_argument("--status", choices=STATUSES)
+    bugs.add_argument("--component")
+    bugs.add_argument("--workspace")
+    bugs.add_argument("--since", help="only bugs seen within this long, e.g. 30m, 24h, 7d")
+    bugs.add_argument("--sort", choices=("last", "count"), default="last",
+                      help="last seen (default) or occurrence count")
+    bugs.add_argument("--limit", type=int, default=50)
+    _json_flag(bugs)
+
+    bug = add("bug", "show one bug: every field, the stack trace, recent logs", cmd_bug)
+    bug.add_argument("number", help="BUG-00002 (or just 2)")
+    bug.add_argument("--logs", type=int, default=10, help="how many recent logs to show")
+    _json_flag(bug)
+
+    for name, status, summary in (("resolve", "resolved", "mark bugs resolved"),
+                                  ("reopen", "open", "reopen bugs"),
+                                  ("close", "closed", "close bugs (won't fix)"),
+                                  ("start", "in_progress", "mark bugs in progress")):
+        change = add(name, summary, cmd_status)
+        change.add_argument("numbers", nargs="+", metavar="BUG")
+        change.set_defaults(new_status=status)
+        _by_flag(change)
+        _json_flag(change)
+    assign = add("assign", "assign bugs to someone", cmd_assign)
+    assign.add_argument("numbers", nargs="+", metavar="BUG")
+    assign.add_argument("--to", required=True, help="name to assign to ('' to unassign)")
+    _by_flag(assign)
+    _json_flag(assign)
+
+    logs = add("logs", "show recent error_logs, oldest first", cmd_logs)
+    logs.add_argument("--level", choices=LEVELS, help="this level and above")
+    logs.add_argument("--component")
+    logs.add_argument("--bug", help="only logs of this bug")
+    logs.add_argument("--limit", type=int, default=50)
+    logs.add_argument("--tail", action="store_true", help="keep printing new logs (Ctrl-C stops)")
+    logs.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    _json_flag(logs)
+
+    stats = add("stats", "events per level and item type, bugs by status, busiest bugs",
+                cmd_stats)
+    _json_flag(stats)
+
+    export_cmd = add("export", "write the bugs snapshot (bugs.csv and bugs.json) now", cmd_export)
+    export_cmd.add_argument("--format", choices=("csv", "json"))
+    export_cmd.add_argument("--out", help="file to write (- for standard output)")
+
+    restore_cmd = add("restore", "rebuild a database from the backup log", cmd_restore)
+    restore_cmd.add_argument("--from", dest="source",
+                             help="directory of day files (default SHIM_DATA_DIR/bugs/logs)")
+    restore_cmd.add_argument("--database", help="store URL to fill (default SHIM_DATABASE_URL)")
+    _json_flag(restore_cmd)
     return top
 
 
@@ -77,7 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result: int = args.run(settings, args)
+    try:
+        result: int = args.run(settings, args)
+    except CommandError as exc:
+        print(f"shim: {exc}", file=sys.stderr)
+        return 1
     return result
 
 

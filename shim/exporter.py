@@ -8,6 +8,7 @@ exporter never takes more than about a tenth of the time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -64,10 +65,8 @@ class Exporter:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         await self.export_if_changed()
         if self._reader is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._reader.close)

@@ -63,6 +63,10 @@ class Journal:
         """
         with self.backup.locked():
             applied = self.backup.applied()
+            if applied == self.backup.end():
+                return True
+            if not self.store.ping():  # fail fast rather than wait out a lock per attempt
+                raise StoreDown("the store does not take writes")
             batches: list[Batch] = []
             position = applied
             for position, line in self.backup.read_from(applied):

@@ -29,10 +29,7 @@ def neutralise(value: object) -> str:
     """A CSV cell a spreadsheet will show as text, never evaluate."""
     if value is None:
         return ""
-    if isinstance(value, list | dict):
-        text = orjson.dumps(value).decode()
-    else:
-        text = str(value)
+    text = orjson.dumps(value).decode() if isinstance(value, list | dict) else str(value)
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 

@@ -139,7 +139,7 @@ class Writer:
             while True:
                 done = await self.run_in_thread(self.journal.catch_up)
                 self.bugs_changed += 1
-                if done or not self._queue.empty() and not force:
+                if done or (not self._queue.empty() and not force):
                     break
         except StoreDown as exc:
             self.store_error = str(exc)

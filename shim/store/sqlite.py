@@ -127,13 +127,16 @@ def _json(value: Any) -> str:
 
 
 class SQLiteStore(SQLiteReads):
-    def __init__(self, path: str, related_logs: int = 20) -> None:
+    def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.related_logs = related_logs
+        # Another process holding the write lock longer than this counts as the store being
+        # down: the writer then keeps events in the backup log and catches up later.
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                  timeout=30.0)
+                                  timeout=busy_timeout)
+        self.busy_timeout_ms = int(busy_timeout * 1000)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -162,11 +165,14 @@ class SQLiteStore(SQLiteReads):
     def ping(self) -> bool:
         """Whether the database takes writes right now (takes and releases the write lock)."""
         try:
+            self.db.execute("PRAGMA busy_timeout=200")
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("ROLLBACK")
             return True
         except sqlite3.Error:
             return False
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
 
     def summary(self) -> dict[str, Any]:
         return {"backend": "sqlite", "path": self.path}
@@ -184,6 +190,25 @@ class SQLiteStore(SQLiteReads):
         return results
 
     def _write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+        """Events in runs; an operator's status change applies between the runs around it, so a
+        replay of the log keeps "resolved, then it happened again" in that order."""
+        results: list[list[Stored]] = []
+        run: list[Batch] = []
+        for batch in batches:
+            if batch.status_changes:
+                results.extend(self._write_events(run))
+                results.extend(self._write_events([batch]))
+                for change in batch.status_changes:
+                    self._apply_status(change)
+                run = []
+            else:
+                run.append(batch)
+        results.extend(self._write_events(run))
+        return results
+
+    def _write_events(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+        if not batches:
+            return []
         rows = [(row, batch.received_at) for batch in batches for row in batch.error_logs]
         existing = self._existing_event_ids([row.event_id for row, _ in rows])
         fresh: list[tuple[ErrorLog, str]] = []
@@ -210,8 +235,6 @@ class SQLiteStore(SQLiteReads):
         for batch in batches:
             self._write_check_ins(batch)
             self._count_items(batch)
-            for change in batch.status_changes:
-                self._apply_status(change)
 
         results: list[list[Stored]] = []
         for batch in batches:

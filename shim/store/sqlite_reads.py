@@ -72,20 +72,21 @@ class SQLiteReads:
         params: list[Any] = []
         if level is not None:
             levels = [name for name, rank in LEVEL_RANK.items() if rank >= LEVEL_RANK[level]]
-            where.append(f"log_level IN ({','.join('?' * len(levels))})")
+            where.append(f"l.log_level IN ({','.join('?' * len(levels))})")
             params.extend(levels)
         if component is not None:
-            where.append("component = ?")
+            where.append("l.component = ?")
             params.append(component)
         if bug_id is not None:
-            where.append("related_bug_id = ?")
+            where.append("l.related_bug_id = ?")
             params.append(bug_id)
         if after is not None:
-            where.append("rowid > ?")
+            where.append("l.rowid > ?")
             params.append(after)
         rows = self._all(
-            f"SELECT rowid AS cursor, * FROM error_logs WHERE {' AND '.join(where)}"
-            " ORDER BY rowid DESC LIMIT ?", [*params, limit])
+            "SELECT l.rowid AS cursor, l.*, b.bug_number FROM error_logs AS l"
+            " LEFT JOIN bugs AS b ON b.id = l.related_bug_id"
+            f" WHERE {' AND '.join(where)} ORDER BY l.rowid DESC LIMIT ?", [*params, limit])
         return rows[::-1]
 
     def all_bugs(self) -> list[dict[str, Any]]:

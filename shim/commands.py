@@ -1,0 +1,257 @@
+"""The CLI's bug and log commands: read through the store, change status through the journal.
+
+Every command prints a table for a person, or with ``--json`` one JSON document for a script.
+Status changes are written to the backup log like events (so ``shim restore`` replays them) and
+applied to the store in log order, exactly as the server's writer does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from shim.backup import BackupLog
+from shim.journal import Journal
+from shim.records import Batch, StatusChange
+from shim.settings import Settings
+from shim.store import Store, open_store
+from shim.tables import ago, parse_duration, table
+
+
+class CommandError(Exception):
+    """A user-facing error: printed without a traceback, exit status 1."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _open(settings: Settings) -> Store:
+    return open_store(settings.database_url, related_logs=settings.related_logs)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def bug_number(text: str) -> str:
+    """``BUG-00002``, ``bug-2`` or ``2`` -> ``BUG-00002``."""
+    match = re.fullmatch(r"(?:bug-?)?0*(\d+)", text.strip(), flags=re.IGNORECASE)
+    if not match:
+        raise CommandError(f"{text!r} is not a bug number like BUG-00002")
+    return f"BUG-{int(match.group(1)):05d}"
+
+
+def _status_label(bug: dict[str, Any]) -> str:
+    return f"{bug['status']} (regression)" if bug.get("is_regression") else str(bug["status"])
+
+
+def cmd_bugs(settings: Settings, args: argparse.Namespace) -> int:
+    since = None
+    if args.since:
+        try:
+            since = (_now() - parse_duration(args.since)).isoformat(timespec="microseconds")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    store = _open(settings)
+    try:
+        bugs = store.list_bugs(status=args.status, component=args.component,
+                               workspace=args.workspace, since=since, sort=args.sort,
+                               limit=args.limit)
+    finally:
+        store.close()
+    if args.json:
+        _print_json(bugs)
+        return 0
+    if not bugs:
+        print("no bugs match")
+        return 0
+    now = _now()
+    print(table(["NUMBER", "STATUS", "SEVERITY", "COUNT", "LAST SEEN", "TITLE"], [
+        [b["bug_number"], _status_label(b), b["severity"], b["occurrence_count"],
+         ago(b["last_occurred_at"], now), b["title"]] for b in bugs]))
+    return 0
+
+
+def cmd_bug(settings: Settings, args: argparse.Namespace) -> int:
+    number = bug_number(args.number)
+    store = _open(settings)
+    try:
+        bug = store.get_bug(number)
+        if bug is None:
+            raise CommandError(f"no bug {number}")
+        logs = store.list_logs(bug_id=bug["id"], limit=args.logs)
+        history = store.status_history(bug["id"])
+    finally:
+        store.close()
+    if args.json:
+        _print_json({**bug, "recent_logs": logs, "status_history": history})
+        return 0
+    now = _now()
+    fields = [
+        ("Bug", f"{bug['bug_number']}  {bug['title']}"),
+        ("Status", _status_label(bug)),
+        ("Severity", f"{bug['severity']} (priority {bug['priority']})"),
+        ("Assignee", bug.get("assignee") or "-"),
+        ("Component", bug["component"]),
+        ("Workspace", bug.get("workspace_id") or "-"),
+        ("Occurrences", bug["occurrence_count"]),
+        ("First seen", f"{bug['first_occurred_at']} ({ago(bug['first_occurred_at'], now)})"),
+        ("Last seen", f"{bug['last_occurred_at']} ({ago(bug['last_occurred_at'], now)})"),
+        ("Error", f"{bug.get('error_type') or '-'}: {bug.get('error_message') or ''}"),
+        ("Fingerprint", f"{bug['fingerprint']} (grouping v{bug['grouping_version']})"),
+        ("Id", bug["id"]),
+    ]
+    for name, value in fields:
+        print(f"{name + ':':<13}{value}")
+    if bug.get("description"):
+        print(f"\nDescription:\n{bug['description']}")
+    if bug.get("stack_trace"):
+        print(f"\nStack trace:\n{bug['stack_trace']}")
+    if history:
+        print("\nStatus changes:")
+        for change in history:
+            what = ", ".join(part for part in (
+                f"status {change['status']}" if change["status"] else "",
+                f"assignee {change['assignee'] or '(none)'}" if change["assignee"] is not None
+                else "") if part)
+            print(f"  {change['at']}  {what}" + (f"  by {change['changed_by']}"
+                                                  if change["changed_by"] else ""))
+    print(f"\nRecent logs ({len(logs)}):")
+    if logs:
+        print(table(["TIME", "LEVEL", "EVENT", "MESSAGE"], [
+            [log["created_at"][:19], log["log_level"], log["event_id"][:12], log["message"]]
+            for log in logs]))
+    return 0
+
+
+def change_bugs(settings: Settings, numbers: list[str], status: str | None,
+                assignee: str | None, by: str | None) -> list[dict[str, Any]]:
+    """Log and apply a status/assignee change to each bug; return what each looks like now."""
+    wanted = [bug_number(n) for n in numbers]
+    store = _open(settings)
+    try:
+        missing = [n for n in wanted if store.get_bug(n) is None]
+        if missing:
+            raise CommandError(f"no such bug: {', '.join(missing)}")
+        at = _now().isoformat(timespec="microseconds")
+        changes = [StatusChange(change_id=uuid.uuid4().hex, bug_number=n, status=status,
+                                assignee=assignee, at=at, by=by) for n in wanted]
+        journal = Journal(BackupLog(settings.backup_dir / "logs"), store)
+        applied = journal.commit([Batch(status_changes=changes, received_at=at)])
+        if applied is None:
+            print("the store is behind its backup log: the change is logged and will apply "
+                  "when the server catches up", file=sys.stderr)
+        return [bug for n in wanted if (bug := store.get_bug(n)) is not None]
+    finally:
+        store.close()
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    bugs = change_bugs(settings, args.numbers, status=args.new_status, assignee=None, by=args.by)
+    return _report_changed(bugs, args)
+
+
+def cmd_assign(settings: Settings, args: argparse.Namespace) -> int:
+    bugs = change_bugs(settings, args.numbers, status=None, assignee=args.to, by=args.by)
+    return _report_changed(bugs, args)
+
+
+def _report_changed(bugs: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    if args.json:
+        _print_json(bugs)
+    else:
+        for bug in bugs:
+            assignee = f", assigned to {bug['assignee']}" if bug.get("assignee") else ""
+            print(f"{bug['bug_number']}: {_status_label(bug)}{assignee}  {bug['title']}")
+    return 0
+
+
+def _log_rows(logs: list[dict[str, Any]]) -> list[list[object]]:
+    return [[log["created_at"][:19].replace("T", " "), log["log_level"], log["component"],
+             log.get("bug_number") or "", (log["message"] or "").splitlines()[0]
+             if log["message"] else ""] for log in logs]
+
+
+LOG_HEADERS = ["TIME (UTC)", "LEVEL", "COMPONENT", "BUG", "MESSAGE"]
+
+
+def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
+    store = _open(settings)
+    try:
+        bug_id = None
+        if args.bug:
+            bug = store.get_bug(bug_number(args.bug))
+            if bug is None:
+                raise CommandError(f"no bug {bug_number(args.bug)}")
+            bug_id = bug["id"]
+        query = {"level": args.level, "component": args.component, "bug_id": bug_id}
+        logs = store.list_logs(**query, limit=args.limit)
+        _emit_logs(logs, args, header=True)
+        if not args.tail:
+            return 0
+        cursor = logs[-1]["cursor"] if logs else 0
+        try:
+            while True:
+                time.sleep(args.interval)
+                fresh = store.list_logs(**query, after=cursor, limit=1000)
+                if fresh:
+                    _emit_logs(fresh, args, header=False)
+                    cursor = fresh[-1]["cursor"]
+        except KeyboardInterrupt:
+            return 0
+    finally:
+        store.close()
+
+
+def _emit_logs(logs: list[dict[str, Any]], args: argparse.Namespace, header: bool) -> None:
+    if args.json:
+        if args.tail:  # one JSON object per line, so a pipe can read them as they come
+            for log in logs:
+                sys.stdout.write(orjson.dumps(log, default=str).decode() + "\n")
+        else:
+            _print_json(logs)
+    elif logs:
+        text = table(LOG_HEADERS, _log_rows(logs))
+        print(text if header else "\n".join(text.splitlines()[1:]))
+    elif header and not args.tail:
+        print("no logs match")
+    sys.stdout.flush()
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    now = _now()
+    store = _open(settings)
+    try:
+        stats = store.stats(hour_ago=(now - parse_duration("1h")).isoformat(),
+                            day_ago=(now - parse_duration("24h")).isoformat())
+    finally:
+        store.close()
+    if args.json:
+        _print_json(stats)
+        return 0
+    levels = ("critical", "error", "warning", "info", "debug")
+    print("Events by level")
+    print(table(["LEVEL", "LAST HOUR", "LAST DAY"], [
+        [level, stats["levels"]["hour"].get(level, 0), stats["levels"]["day"].get(level, 0)]
+        for level in levels]))
+    types = sorted(set(stats["items"]["day"]) | set(stats["items"]["hour"]))
+    print("\nItems by type")
+    print(table(["TYPE", "LAST HOUR", "LAST DAY"], [
+        [t, stats["items"]["hour"].get(t, 0), stats["items"]["day"].get(t, 0)] for t in types])
+        if types else "none")
+    print("\nBugs by status")
+    print(table(["STATUS", "BUGS"], [[s, stats["bugs_by_status"].get(s, 0)]
+                                      for s in ("open", "in_progress", "resolved", "closed")]))
+    print("\nBusiest bugs (seen in the last day)")
+    print(table(["NUMBER", "COUNT", "STATUS", "TITLE"], [
+        [b["bug_number"], b["occurrence_count"], b["status"], b["title"]]
+        for b in stats["busiest"]]) if stats["busiest"] else "none")
+    return 0
