@@ -10,7 +10,6 @@ because every line is idempotent (``event_id`` and status-change ids are unique)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
 from collections.abc import Iterator
@@ -42,21 +41,22 @@ def _dumps(value: Any) -> bytes:
 
 def batch_lines(batch: Batch) -> list[bytes]:
     """The log lines of one batch, each ending in a newline."""
+    # orjson serialises the (frozen, nested) dataclasses itself, much faster than asdict().
     lines = [
         _dumps({"v": FORMAT, "kind": "error_log", "received_at": batch.received_at,
-                "row": dataclasses.asdict(row)}) + b"\n"
+                "row": row}) + b"\n"
         for row in batch.error_logs
     ]
     lines += [
         _dumps({"v": FORMAT, "kind": "check_in", "received_at": batch.received_at,
-                "check_in": dataclasses.asdict(c)}) + b"\n"
+                "check_in": c}) + b"\n"
         for c in batch.check_ins
     ]
     if batch.item_counts:
         lines.append(_dumps({"v": FORMAT, "kind": "item_counts", "received_at": batch.received_at,
                              "counts": batch.item_counts}) + b"\n")
     lines += [
-        _dumps({"v": FORMAT, "kind": "status", "change": dataclasses.asdict(change)}) + b"\n"
+        _dumps({"v": FORMAT, "kind": "status", "change": change}) + b"\n"
         for change in batch.status_changes
     ]
     return lines
