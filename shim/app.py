@@ -82,14 +82,14 @@ def _state(request: Request) -> State:
 
 def _project_id(request: Request) -> str:
     project_id = str(request.path_params["project_id"])
-    if not project_id.isdigit():
+    if not (project_id.isascii() and project_id.isdigit()) or len(project_id) > 18:
         raise BadRequest(f"project id {project_id[:32]!r} must be a number")
     return project_id
 
 
 async def _body(request: Request, settings: Settings) -> bytes:
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > settings.max_body_bytes:
+    if length and length.isascii() and length.isdigit() and int(length) > settings.max_body_bytes:
         raise PayloadTooLarge(f"body is larger than {settings.max_body_bytes} bytes",
                               limit=settings.max_body_bytes)
     return await read_body(request.stream(), request.headers.get("content-encoding"),

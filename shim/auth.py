@@ -65,7 +65,7 @@ class Keys:
             raise Unauthorized(
                 "missing DSN key: send X-Sentry-Auth: Sentry sentry_key=<key> or ?sentry_key=<key>"
             )
-        allowed: str | None | bool = False
+        allowed: str | bool | None = False
         for known, project in self._keys:
             # Compare every key in constant time so timing does not reveal a prefix.
             if hmac.compare_digest(known.encode(), key.encode()):

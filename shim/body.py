@@ -7,10 +7,9 @@ held in memory whole.
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import AsyncIterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import brotli
 import zstandard
@@ -35,55 +34,76 @@ class Identity:
 
 
 class Zlib:
-    """gzip (``wbits=31``), zlib-wrapped deflate, or raw deflate, detected from the first bytes."""
+    """gzip (``wbits=31``, several members allowed), zlib-wrapped deflate, or raw deflate, told
+    apart from the first bytes."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._obj: zlib._Decompress | None = None
-        self._head = b""
+        self._gzip = name in ("gzip", "x-gzip")
+        self._obj: zlib._Decompress | None = None  # None before a stream starts and after it ends
+        self._ended = False  # at least one stream (gzip member) has ended
+        self._pending = b""  # input not yet handed to a decompressor
+        # The last call stopped at STEP bytes of output: zlib may still hold output (and may have
+        # consumed all its input into its bit buffer), so it must be asked again with no input.
+        self._full = False
 
     def _start(self, first: bytes) -> zlib._Decompress:
-        if self.name in ("gzip", "x-gzip"):
+        if self._gzip:
             return zlib.decompressobj(31)
         # HTTP's "deflate" is meant to be zlib-wrapped, but some clients send raw deflate.
         is_zlib = len(first) >= 2 and first[0] & 0x0F == 8 and (first[0] << 8 | first[1]) % 31 == 0
         return zlib.decompressobj(15 if is_zlib else -15)
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
-        if self._obj is None:
-            self._head += chunk
-            if len(self._head) < 2:
-                return
-            self._obj, chunk, self._head = self._start(self._head), self._head, b""
-        yield from self._drain(chunk)
+        # A STEP of input at a time: zlib copies the input it has not used yet into
+        # ``unconsumed_tail`` after every bounded call, which is quadratic in a large chunk.
+        for start in range(0, len(chunk), STEP):
+            self._pending += chunk[start:start + STEP]
+            yield from self._drain(final=False)
 
-    def _drain(self, data: bytes) -> Iterator[bytes]:
-        assert self._obj is not None
-        while data:
-            if self._obj.eof:
-                rest = self._obj.unused_data + data
-                if self.name in ("gzip", "x-gzip") and rest.startswith(b"\x1f\x8b"):
-                    self._obj = zlib.decompressobj(31)  # another gzip member follows
-                    data = rest
-                    continue
-                if rest.strip(b"\x00\r\n\t "):
-                    raise BadCompression(f"{self.name} body has data after the end of the stream")
+    def _drain(self, final: bool) -> Iterator[bytes]:
+        while True:
+            if self._obj is None:
+                if not self._pending or not self._begin(final):
+                    return
+            elif not (self._pending or self._full):
                 return
+            assert self._obj is not None
+            data, self._pending = self._pending, b""
             try:
                 out = self._obj.decompress(data, STEP)
             except zlib.error as exc:
                 raise BadCompression(f"{self.name} body cannot be decoded: {exc}") from None
-            data = self._obj.unconsumed_tail
+            self._full = len(out) >= STEP
+            if self._obj.eof:
+                self._pending = self._obj.unused_data + self._obj.unconsumed_tail
+                self._obj, self._ended, self._full = None, True, False
+            else:
+                self._pending = self._obj.unconsumed_tail
             if out:
                 yield out
 
+    def _begin(self, final: bool) -> bool:
+        """Start a decompressor on ``_pending`` if it holds the start of a stream; False to wait."""
+        data = self._pending
+        if self._ended:  # after the end of a stream: another gzip member, or padding
+            if self._gzip and data.startswith(b"\x1f\x8b"):
+                self._obj = zlib.decompressobj(31)
+                return True
+            if self._gzip and not final and b"\x1f\x8b".startswith(data):
+                return False  # the next member's magic is split across chunks
+            if data.strip(b"\x00\r\n\t "):
+                raise BadCompression(f"{self.name} body has data after the end of the stream")
+            self._pending = b""
+            return False
+        if len(data) < 2 and not final:
+            return False  # deflate's wrapping is told from the first two bytes
+        self._obj = self._start(data)
+        return True
+
     def finish(self) -> Iterator[bytes]:
-        if self._obj is None:
-            if not self._head:
-                return  # an empty body is legal
-            self._obj = self._start(self._head)
-            yield from self._drain(self._head)
-        if not self._obj.eof:
+        yield from self._drain(final=True)
+        if self._obj is not None:  # an empty body is legal; a stream that never ended is not
             raise BadCompression(f"{self.name} body is truncated")
 
 
@@ -93,48 +113,138 @@ class Brotli:
         self._seen = False
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
-        if not chunk:
-            return
-        self._seen = True
+        if chunk:
+            self._seen = True
+            yield from self._process(chunk)
+
+    def _process(self, data: bytes) -> Iterator[bytes]:
         try:
-            out = self._obj.process(chunk, output_buffer_limit=STEP)
-            if out:
-                yield out
-            while not self._obj.can_accept_more_data():
-                out = self._obj.process(b"", output_buffer_limit=STEP)
+            out = self._obj.process(data, output_buffer_limit=STEP)
+            # Once an output reaches the limit the decoder holds the rest back (even when it can
+            # take more input) until it is asked again with empty input.
+            while True:
                 if out:
                     yield out
+                if len(out) < STEP and self._obj.can_accept_more_data():
+                    return
+                out = self._obj.process(b"", output_buffer_limit=STEP)
         except brotli.error as exc:
             raise BadCompression(f"br body cannot be decoded: {exc}") from None
 
     def finish(self) -> Iterator[bytes]:
-        if self._seen and not self._obj.is_finished():
+        if not self._seen:
+            return  # an empty body is legal
+        yield from self._process(b"")
+        if not self._obj.is_finished():
             raise BadCompression("br body is truncated")
-        return iter(())
 
 
 class Zstd:
-    """zstd's one-shot decompressobj has no output bound, so the (already capped) compressed bytes
-    are kept and read back through a stream reader in bounded steps."""
+    """zstd's decompressobj has no output bound, but a block is at most 128 KiB of output. So the
+    frames are followed as they stream by (RFC 8878: frame header, block headers, checksum) and
+    each block is handed over on its own: every call yields at most one block. Following the
+    frames also shows a body cut short, which the library would take for a clean end, and lets
+    skippable frames be dropped without decoding."""
 
     def __init__(self) -> None:
-        self._compressed = bytearray()
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj: Any = None  # the decoder of the current (or last) frame
+        self._rest = b""  # the start of a header not yet complete
+        self._expect = "frame"  # what the next bytes are: "frame" or "block" header
+        self._skip = 0  # bytes of a skippable frame still to drop
+        self._feed = 0  # bytes of a block body (or of the checksum) still to hand over
+        self._last = False  # the current block is the frame's last
+        self._checksum = False  # the current frame ends with a 4-byte checksum
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
-        self._compressed += chunk
-        return iter(())
+        data = self._rest + chunk if self._rest else chunk
+        self._rest = b""
+        view = memoryview(data)
+        pos = 0
+        while pos < len(data):
+            if self._skip:
+                taken = min(self._skip, len(data) - pos)
+                self._skip -= taken
+                pos += taken
+            elif self._feed:
+                taken = min(self._feed, len(data) - pos)
+                yield from self._decode(view[pos:pos + taken])
+                self._feed -= taken
+                pos += taken
+                if not self._feed:
+                    self._block_done()
+            elif self._expect == "block":
+                if len(data) - pos < 3:
+                    break
+                header = int.from_bytes(view[pos:pos + 3], "little")
+                if header >> 1 & 3 == 3:
+                    raise BadCompression("zstd body cannot be decoded: reserved block type")
+                yield from self._decode(view[pos:pos + 3])
+                pos += 3
+                self._last = bool(header & 1)
+                # An RLE block carries one byte, whatever size it decodes to.
+                self._feed = 1 if header >> 1 & 3 == 1 else header >> 3
+                if not self._feed:
+                    self._block_done()
+            else:
+                size = self._frame_header(view[pos:])
+                if not size:
+                    break
+                if self._obj is not None:  # the library checks the header (window size too)
+                    yield from self._decode(view[pos:pos + size])
+                pos += size
+        self._rest = bytes(view[pos:])  # a header split across chunks
 
-    def finish(self) -> Iterator[bytes]:
-        if not self._compressed:
+    def _frame_header(self, data: memoryview) -> int:
+        """Start a frame from its header at the start of ``data``: the header's size, or 0 while
+        it is incomplete."""
+        if len(data) < 4:
+            return 0
+        magic = int.from_bytes(data[:4], "little")
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame: its size, then data to ignore
+            if len(data) < 8:
+                return 0
+            self._skip = int.from_bytes(data[4:8], "little")
+            self._obj = None  # nothing to decode
+            return 8
+        if magic != 0xFD2FB528:
+            raise BadCompression("zstd body cannot be decoded: not a zstd frame")
+        if len(data) < 5:
+            return 0
+        descriptor = data[4]
+        single_segment = descriptor >> 5 & 1
+        size = (5 + (not single_segment) + (0, 1, 2, 4)[descriptor & 3]
+                + (single_segment, 2, 4, 8)[descriptor >> 6])
+        if len(data) < size:
+            return 0
+        self._obj = self._dctx.decompressobj()
+        self._checksum = bool(descriptor & 4)
+        self._expect = "block"
+        return size
+
+    def _block_done(self) -> None:
+        if not self._last:
             return
-        reader = zstandard.ZstdDecompressor().stream_reader(
-            io.BytesIO(bytes(self._compressed)), read_across_frames=True
-        )
+        if self._checksum:
+            self._checksum, self._feed = False, 4  # hand the checksum over like a block
+            return
+        if not self._obj.eof:
+            raise BadCompression("zstd body cannot be decoded: frame does not end after its "
+                                 "last block")
+        self._expect, self._last = "frame", False
+
+    def _decode(self, data: memoryview) -> Iterator[bytes]:
         try:
-            while out := reader.read(STEP):
-                yield out
+            out = self._obj.decompress(data)
         except zstandard.ZstdError as exc:
             raise BadCompression(f"zstd body cannot be decoded: {exc}") from None
+        if out:
+            yield out
+
+    def finish(self) -> Iterator[bytes]:
+        if self._rest or self._skip or self._feed or self._expect != "frame":
+            raise BadCompression("zstd body is truncated")
+        return iter(())
 
 
 def decoder_for(content_encoding: str | None) -> Decoder:

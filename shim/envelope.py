@@ -3,7 +3,7 @@
 Grammar (Sentry developer docs, "Envelopes"): one JSON header line, then items. Each item is a JSON
 header line followed by a payload that is either exactly ``length`` bytes (when the header says so)
 or everything up to the next newline. The newline after the last payload is optional and payloads
-may be empty.
+may be empty. A CRLF line ending is taken as a newline.
 
 A bad envelope header raises ``InvalidEnvelope``: nothing after it can be trusted. A framing error in
 an item (a header that is not JSON, a ``length`` running past the end) stops the parse there, but the
@@ -13,7 +13,7 @@ damaged envelope are never lost.
 
 from __future__ import annotations
 
-import uuid
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,14 +51,23 @@ class Envelope:
         return None if raw is None else parse_event_id(raw)
 
 
+# The forms a UUID is written in (as Python's ``uuid.UUID`` and Rust's ``uuid`` read them), but only
+# those: ``uuid.UUID`` also lets through hyphens anywhere, "0x", "+", "_" and non-ASCII digits.
+_UUID = re.compile(
+    r"(?:urn:uuid:)?(\{)?([0-9a-f]{8})(-?)([0-9a-f]{4})\3([0-9a-f]{4})\3([0-9a-f]{4})\3([0-9a-f]{12})"
+    r"(?(1)\})",
+    re.IGNORECASE | re.ASCII,
+)
+
+
 def parse_event_id(raw: object) -> str:
     """Accept dashed or undashed UUIDs (any case) and return Sentry's canonical 32-hex form."""
     if not isinstance(raw, str):
         raise InvalidEnvelope(f"event_id must be a string, got {type(raw).__name__}")
-    try:
-        return uuid.UUID(raw.strip()).hex
-    except ValueError:
-        raise InvalidEnvelope(f"event_id {raw[:64]!r} is not a UUID") from None
+    match = _UUID.fullmatch(raw.strip())
+    if match is None:
+        raise InvalidEnvelope(f"event_id {raw[:64]!r} is not a UUID")
+    return "".join(match.group(2, 4, 5, 6, 7)).lower()
 
 
 def _json_object(line: bytes, what: str) -> dict[str, Any]:
@@ -72,11 +81,13 @@ def _json_object(line: bytes, what: str) -> dict[str, Any]:
 
 
 def _line(data: bytes, start: int) -> tuple[bytes, int]:
-    """The bytes from ``start`` to the next newline (or the end), and where the next line starts."""
+    """The bytes from ``start`` to the next newline (or the end), without the newline or a CR
+    before it, and where the next line starts."""
     end = data.find(b"\n", start)
     if end < 0:
         return data[start:], len(data)
-    return data[start:end], end + 1
+    line = data[start:end]
+    return (line[:-1] if line.endswith(b"\r") else line), end + 1
 
 
 def parse_envelope(data: bytes) -> Envelope:
@@ -118,6 +129,8 @@ def parse_envelope(data: bytes) -> Envelope:
                 )
             payload = data[pos:pos + length]
             pos += length
+            if data.startswith(b"\r\n", pos):
+                pos += 1
             if pos < len(data):
                 if data[pos:pos + 1] != b"\n":
                     return Envelope(

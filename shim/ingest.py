@@ -19,7 +19,7 @@ import orjson
 
 from shim import grouping, policy
 from shim.envelope import Envelope, Item, parse_event_id
-from shim.errors import InvalidEvent, PayloadTooLarge, ShimError
+from shim.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
 from shim.normalize import iso_utc, normalize_event
 from shim.records import Batch, CheckIn, ErrorLog
 
@@ -147,7 +147,7 @@ def _log_level(record: dict[str, Any]) -> str:
         return policy.normalize_level(record["level"], default="info")
     number = record.get("severity_number")
     if isinstance(number, int) and not isinstance(number, bool):
-        return next(name for floor, name in _SEVERITY_NUMBER if number >= floor)
+        return next((name for floor, name in _SEVERITY_NUMBER if number >= floor), "debug")
     return "info"
 
 
@@ -211,7 +211,11 @@ def check_in(payload: object, project_id: str, received: datetime) -> CheckIn:
     if status not in CHECK_IN_STATUSES:
         raise InvalidEvent(f"check_in status must be one of {', '.join(CHECK_IN_STATUSES)}")
     raw_id = payload.get("check_in_id")
-    check_in_id = parse_event_id(raw_id) if raw_id else hashlib.sha256(
+    try:
+        parsed_id = parse_event_id(raw_id) if raw_id else None
+    except InvalidEnvelope:
+        raise InvalidEvent(f"check_in_id {str(raw_id)[:64]!r} is not a UUID") from None
+    check_in_id = parsed_id or hashlib.sha256(
         orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
     duration = payload.get("duration")
     config = payload.get("monitor_config")

@@ -7,12 +7,14 @@ pairs).
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from shim import grouping, policy, stacktrace
-from shim.errors import InvalidEvent
+from shim.envelope import parse_event_id
+from shim.errors import InvalidEnvelope, InvalidEvent
 from shim.records import ErrorLog
 
 _LEGACY_KEYS = {
@@ -38,7 +40,8 @@ def iso_utc(value: object, fallback: datetime) -> str:
             moment = datetime.fromtimestamp(float(value), UTC)
         elif isinstance(value, str) and value.strip():
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+            # UTC conversion can itself overflow ("0001-01-01T00:00:00+01:00").
+            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         moment = fallback
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
@@ -89,15 +92,60 @@ def message_of(event: dict[str, Any]) -> tuple[str, str | None]:
     return "", None
 
 
+# Width and precision of a %-conversion, after its "%(name)" key if any.
+_CONVERSION = re.compile(r"[-+ #0]*(\*|[0-9]*)(?:\.(\*|[0-9]*))?")
+# Formatting a template is skipped when the text could pass this many characters: a tiny event
+# must not be able to ask for gigabytes ("%.2000000000f", or "%(a)s" repeated with a long "a").
+_OUTPUT_BUDGET = 1_000_000
+_NUMBER_TEXT = 330  # the longest a JSON number prints as: "%f" of 1e308
+
+
+def _conversions(template: str) -> tuple[int, int] | None:
+    """How many %-conversions ``template`` has and their total width and precision (None when
+    one takes its width from the arguments, "%*d")."""
+    count = padding = 0
+    start = template.find("%")
+    while start >= 0:
+        pos = start + 1
+        if template.startswith("(", pos):  # a mapping key, in which parentheses may nest
+            depth = 0
+            while pos < len(template):
+                depth += {"(": 1, ")": -1}.get(template[pos], 0)
+                pos += 1
+                if depth == 0:
+                    break
+        match = _CONVERSION.match(template, pos)
+        assert match is not None  # every part of the pattern is optional
+        for number in match.groups():
+            if number == "*":
+                return None
+            padding += int(number[:8]) if number else 0
+        count += 1
+        start = template.find("%", match.end() + 1)
+    return count, padding
+
+
+def _fits(template: str, params: list[Any] | dict[str, Any]) -> bool:
+    """Whether the formatted text is sure to stay within ``_OUTPUT_BUDGET``."""
+    shape = _conversions(template)
+    if shape is None:
+        return False
+    count, padding = shape
+    values = params.values() if isinstance(params, dict) else params
+    # ascii() is the longest of str(), repr() and ascii() ("%s", "%r", "%a").
+    sizes = [max(len(ascii(value)), _NUMBER_TEXT) for value in values]
+    # A list is used once, in order; a mapping's values may be used by every conversion.
+    arguments = count * max(sizes, default=0) if isinstance(params, dict) else sum(sizes)
+    return len(template) + padding + arguments <= _OUTPUT_BUDGET
+
+
 def _format(template: str, params: object) -> str:
+    if not isinstance(params, list | dict) or not _fits(template, params):
+        return template
     try:
-        if isinstance(params, list):
-            return template % tuple(params)
-        if isinstance(params, dict):
-            return template % params
-    except (TypeError, ValueError, KeyError):
-        pass
-    return template
+        return template % (params if isinstance(params, dict) else tuple(params))
+    except (TypeError, ValueError, KeyError, OverflowError):  # "%c" of a huge number overflows
+        return template
 
 
 def _is_unhandled(values: list[dict[str, Any]]) -> bool:
@@ -122,6 +170,7 @@ def _thread_frames(event: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _context(event: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
     context = {key: event[key] for key in _CONTEXT_KEYS if event.get(key) not in (None, {}, [])}
+    context.pop("tags", None)  # the tags as read, never what was sent (pairs, or junk)
     if tags:
         context["tags"] = tags
     breadcrumbs = event.get("breadcrumbs")
@@ -149,14 +198,15 @@ def normalize_event(
     """The ``error_logs`` row for one event (with its ``BugSignal`` when the policy says so)."""
     if not isinstance(event, dict):
         raise InvalidEvent(f"event must be a JSON object, got {type(event).__name__}")
+    event = dict(event)  # the legacy keys are mapped on a copy: the caller's dict is left alone
     for legacy, modern in _LEGACY_KEYS.items():
         if legacy in event and modern not in event:
             event[modern] = event[legacy]
     if event_id is None:
         raw_id = event.get("event_id")
         try:
-            event_id = uuid.UUID(str(raw_id)).hex if raw_id else uuid.uuid4().hex
-        except ValueError:
+            event_id = parse_event_id(raw_id) if raw_id else uuid.uuid4().hex
+        except InvalidEnvelope:
             raise InvalidEvent(f"event_id {str(raw_id)[:64]!r} is not a UUID") from None
 
     tags = tags_of(event)

@@ -27,11 +27,14 @@ def normalize_level(raw: object, default: str = "error") -> str:
     if isinstance(raw, bool):
         return default
     if isinstance(raw, int | float):
-        return next(name for floor, name in _NUMERIC if raw >= floor)
+        # Below 0 (and NaN) is no logging level at all: the default, like an unknown name.
+        return next((name for floor, name in _NUMERIC if raw >= floor), default)
     if isinstance(raw, str):
         text = raw.strip().lower()
-        if text.isdigit():
-            return normalize_level(int(text), default)
+        # ASCII only: "²".isdigit() is true but int() rejects it. Four significant digits are
+        # enough to rank any number (int() refuses more than 4300).
+        if text.isascii() and text.isdigit():
+            return normalize_level(int(text.lstrip("0")[:4] or "0"), default)
         return _ALIASES.get(text, default)
     return default
 
