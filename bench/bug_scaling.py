@@ -2,8 +2,9 @@
 
 The write path is the journal (backup log append + fsync, one SQLite transaction) fed batches the
 way the writer feeds them. The store is first filled with N distinct bugs through the same path,
-then repeats of existing bugs and some new ones are timed, while the bugs snapshot is rewritten in
-a background thread as often as the server would allow. Each size runs ``--rounds`` times; the
+then repeats of existing bugs and some new ones are timed, while the bugs snapshot is rewritten
+exactly as the server does it (``shim export`` in a child process, every interval, at most a tenth
+of the time). Each size runs ``--rounds`` times; the
 table shows medians and the ratio to the smallest size, measured in the same run.
 
     python -m bench.bug_scaling                  # 100 vs 100,000 bugs
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -23,10 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shim.backup import BackupLog
+from shim.exporter import export_command, export_env
 from shim.journal import Journal
 from shim.normalize import normalize_event
 from shim.records import Batch, ErrorLog
-from shim.snapshot import write_snapshot
+from shim.settings import Settings
 from shim.store.sqlite import SQLiteStore
 
 RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -68,16 +71,16 @@ def run(bugs: int, events: int, batch_size: int, seed: int, interval: float) -> 
         for chunk in batches([event(site, rng) for site in range(bugs)], 5000):
             journal.commit([chunk])
 
-        reader = SQLiteStore(str(root / "shim.db"))
+        settings = Settings.from_env({"SHIM_DATA_DIR": str(root)})
         stop = threading.Event()
         exports = 0
 
-        def exporter() -> None:  # the server's rule: every interval, never over ~10% of the time
+        def exporter() -> None:  # the server's exporter: the same child process, the same rule
             nonlocal exports
             pause = interval
             while interval and not stop.wait(pause):
                 began = time.perf_counter()
-                write_snapshot(reader.all_bugs(), root / "bugs")
+                subprocess.run(export_command(), env=export_env(settings), check=True)
                 exports += 1
                 pause = max(interval, 10 * (time.perf_counter() - began))
 
@@ -94,7 +97,6 @@ def run(bugs: int, events: int, batch_size: int, seed: int, interval: float) -> 
         elapsed = time.perf_counter() - started
         stop.set()
         thread.join()
-        reader.close()
         store.close()
     return elapsed / events, exports
 

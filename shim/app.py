@@ -64,9 +64,7 @@ class State:
         self.keys = keys
         self.store = store
         self.writer = Writer(Journal(BackupLog(settings.backup_dir / "logs"), store))
-        self.exporter = Exporter(
-            lambda: open_store(settings.database_url, related_logs=settings.related_logs),
-            settings.backup_dir, settings.export_interval, lambda: self.writer.bugs_changed)
+        self.exporter = Exporter(settings, lambda: self.writer.bugs_changed)
         self.limits = Limits(bug_level=settings.bug_level,
                              max_event_bytes=settings.max_event_bytes)
         self.items: Counter[str] = Counter()

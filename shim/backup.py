@@ -123,7 +123,8 @@ class BackupLog:
         try:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
-                os.ftruncate(fd, self._last_line_end(fd, size))
+                size = self._last_line_end(fd, size)
+                os.ftruncate(fd, size)
             view = memoryview(b"".join(lines))
             while view:
                 written = os.write(fd, view)
@@ -132,7 +133,16 @@ class BackupLog:
             end = os.fstat(fd).st_size
         finally:
             os.close(fd)
+        if size == 0:  # a new day file: its name must be on disk too, not only its data
+            self._sync_directory()
         return Position(name, end)
+
+    def _sync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _last_line_end(fd: int, size: int) -> int:
@@ -174,10 +184,18 @@ class BackupLog:
         return sorted(p.name for p in self.directory.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].jsonl"))
 
     def end(self) -> Position:
-        files = self.files()
-        if not files:
-            return Position()
-        return Position(files[-1], self.path(files[-1]).stat().st_size)
+        """The position after the last complete line (a torn tail is not part of the log)."""
+        for name in reversed(self.files()):
+            fd = os.open(self.path(name), os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    size = self._last_line_end(fd, size)
+            finally:
+                os.close(fd)
+            if size:
+                return Position(name, size)
+        return Position()
 
     def read_from(self, start: Position) -> Iterator[tuple[Position, bytes]]:
         """Every complete line after ``start``, with the position just after it."""

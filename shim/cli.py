@@ -110,12 +110,16 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
             bugs = store.all_bugs()
             sys.stdout.buffer.write(to_json(bugs) if args.format == "json" else to_csv(bugs))
             return 0
+        if args.background and not store.all_bugs() and not (
+                settings.backup_dir / "bugs.csv").exists():
+            return 0  # the server's exporter: no bugs yet, no empty snapshot
         written = export(store, settings.backup_dir, args.format,
                          Path(args.out) if args.out else None)
     finally:
         store.close()
-    for path in written:
-        print(f"wrote {path}")
+    if not args.background:
+        for path in written:
+            print(f"wrote {path}")
     return 0
 
 
@@ -190,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     export_cmd = add("export", "write the bugs snapshot (bugs.csv and bugs.json) now", cmd_export)
     export_cmd.add_argument("--format", choices=("csv", "json"))
     export_cmd.add_argument("--out", help="file to write (- for standard output)")
+    export_cmd.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
 
     restore_cmd = add("restore", "rebuild a database from the backup log", cmd_restore)
     restore_cmd.add_argument("--from", dest="source",

@@ -2,7 +2,8 @@
 
 Every command prints a table for a person, or with ``--json`` one JSON document for a script.
 Status changes are written to the backup log like events (so ``shim restore`` replays them) and
-applied to the store in log order, exactly as the server's writer does.
+applied to the store in log order, exactly as the server's writer does; the bugs snapshot is then
+rewritten, since the server's exporter only learns of changes made by its own writer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shim.backup import BackupLog
 from shim.journal import Journal
 from shim.records import Batch, StatusChange
 from shim.settings import Settings
+from shim.snapshot import write_snapshot
 from shim.store import Store, open_store
 from shim.tables import ago, parse_duration, table
 
@@ -149,6 +151,11 @@ def change_bugs(settings: Settings, numbers: list[str], status: str | None,
         if applied is None:
             print("the store is behind its backup log: the change is logged and will apply "
                   "when the server catches up", file=sys.stderr)
+        else:
+            try:
+                write_snapshot(store.all_bugs(), settings.backup_dir)
+            except OSError as exc:
+                print(f"shim: the bugs snapshot was not rewritten: {exc}", file=sys.stderr)
         return [bug for n in wanted if (bug := store.get_bug(n)) is not None]
     finally:
         store.close()

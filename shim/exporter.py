@@ -1,8 +1,10 @@
-"""Rewrites the bugs snapshot in the background, on its own thread and its own store connection.
+"""Rewrites the bugs snapshot in the background, in a separate process.
 
-It looks every ``interval`` seconds and writes only when the writer reports a bug change since the
-last export; once more at shutdown. A slow export (many bugs) stretches the wait after it, so the
-exporter never takes more than about a tenth of the time.
+Every ``interval`` seconds it looks whether the writer reported a bug change since the last export,
+and if so runs ``shim export --background`` in a child process at low priority. Serialising every
+bug is O(bugs); doing it in another process keeps that work off the server's interpreter (and its
+GIL), so the per-event cost of ingestion does not grow with the number of bugs. A slow export
+stretches the wait after it (ten times its duration), and one more export runs at shutdown.
 """
 
 from __future__ import annotations
@@ -10,34 +12,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from shim.snapshot import write_snapshot
-from shim.store import Store
+from shim.settings import Settings
 
 log = logging.getLogger("shim.exporter")
 
 
+def export_command() -> list[str]:
+    return [sys.executable, "-m", "shim", "export", "--background"]
+
+
+def export_env(settings: Settings) -> dict[str, str]:
+    """The child's environment: ours without SHIM_*, plus the settings the export needs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIM_")}
+    env.update(SHIM_DATA_DIR=str(settings.data_dir), SHIM_DATABASE_URL=settings.database_url,
+               SHIM_RELATED_LOGS=str(settings.related_logs))
+    return env
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):
+        os.nice(10)
+
+
 class Exporter:
-    def __init__(self, open_reader: Callable[[], Store], directory: Path, interval: float,
-                 changes: Callable[[], int]) -> None:
-        self._open_reader = open_reader
-        self._reader: Store | None = None
-        self.directory = directory
-        self.interval = interval
+    def __init__(self, settings: Settings, changes: Callable[[], int]) -> None:
+        self.settings = settings
+        self.interval = settings.export_interval
         self._changes = changes
-        self._exported_at_change = -1
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shim-exporter")
+        # The server starts with nothing changed: no export until a bug changes (or shutdown
+        # after one), so a restart does not rewrite (or create) the snapshot for nothing.
+        self._exported_at_change = 0
         self._task: asyncio.Task[None] | None = None
         self.exports = 0
+        self.last_duration = 0.0
 
-    def _export(self) -> None:
-        if self._reader is None:
-            self._reader = self._open_reader()
-        write_snapshot(self._reader.all_bugs(), self.directory)
+    async def _export(self) -> None:
+        process = await asyncio.create_subprocess_exec(
+            *export_command(), env=export_env(self.settings),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_lower_priority)
+        _, stderr = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(stderr.decode(errors="replace").strip()[-500:])
         self.exports += 1
 
     async def export_if_changed(self) -> bool:
@@ -46,9 +67,9 @@ class Exporter:
             return False
         started = time.monotonic()
         try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._export)
-        except Exception:
-            log.exception("writing the bugs snapshot failed; will retry")
+            await self._export()
+        except Exception as exc:
+            log.error("writing the bugs snapshot failed (will retry): %s", exc)
             return False
         self._exported_at_change = change
         self.last_duration = time.monotonic() - started
@@ -56,8 +77,8 @@ class Exporter:
 
     async def _run(self) -> None:
         while True:
+            await asyncio.sleep(max(self.interval, 10 * self.last_duration))
             await self.export_if_changed()
-            await asyncio.sleep(max(self.interval, 10 * getattr(self, "last_duration", 0.0)))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="shim-exporter")
@@ -68,6 +89,3 @@ class Exporter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.export_if_changed()
-        if self._reader is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._reader.close)
-        self._thread.shutdown(wait=True)

@@ -49,7 +49,7 @@ def to_json(bugs: Iterable[dict[str, Any]]) -> bytes:
 
 def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the server and a command may race
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

@@ -28,6 +28,7 @@ log = logging.getLogger("shim.writer")
 T = TypeVar("T")
 
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
+IDLE_CHECK = 5.0  # seconds without requests before looking whether the store fell behind
 
 
 class StoreFailed(Exception):
@@ -90,9 +91,14 @@ class Writer:
             if self.lagging:
                 await self._catch_up()
             try:
-                timeout = max(0.05, self._retry_at - time.monotonic()) if self.lagging else None
+                timeout = (max(0.05, self._retry_at - time.monotonic()) if self.lagging
+                           else IDLE_CHECK)
                 first = await asyncio.wait_for(self._queue.get(), timeout)
             except TimeoutError:
+                if not self.lagging:
+                    # A CLI change that could only be logged leaves the store behind while we
+                    # are idle; notice it without waiting for the next event.
+                    self.lagging, _ = await self.run_in_thread(self.journal.lag)
                 continue
             if first is None:
                 break

@@ -218,3 +218,16 @@ def answers_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]
             answers: list[dict[str, Any]] = json.loads(line.removeprefix("ANSWERS "))
             return answers
     raise AssertionError(f"the script printed no ANSWERS line:\n{result.stdout}\n{result.stderr}")
+
+
+def shim_env(server: LiveServer, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment an operator's ``shim`` command needs to see ``server``'s data."""
+    return {**_clean_env(), "SHIM_DATA_DIR": str(server.data_dir), "SHIM_PUBLIC_KEYS": PUBLIC_KEY,
+            "COLUMNS": "200", **(env or {})}
+
+
+def run_shim(server: LiveServer, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run the real ``python -m shim ARGS`` against ``server``'s data dir (while it runs)."""
+    return subprocess.run([sys.executable, "-m", "shim", *args], env=shim_env(server, env),
+                          capture_output=True, text=True, timeout=timeout, check=False)

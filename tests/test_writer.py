@@ -116,3 +116,22 @@ def test_stop_commits_what_was_submitted(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert count(path, "SELECT count(*) FROM error_logs") == 10
+
+
+def test_an_up_to_date_store_opens_while_another_process_holds_the_write_lock(
+        tmp_path: Path) -> None:
+    """So the server can start (and log, and catch up later) while the store is "down"."""
+    path = tmp_path / "shim.db"
+    SQLiteStore(str(path)).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        store = SQLiteStore(str(path), busy_timeout=0.2)
+        assert store.ping() is False
+        store.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store = SQLiteStore(str(path))
+    assert store.ping() is True
+    store.close()

@@ -147,7 +147,13 @@ class SQLiteStore(SQLiteReads):
         self.migrate()
 
     def migrate(self) -> int:
-        """Apply the schema steps this database has not seen; return how many ran."""
+        """Apply the schema steps this database has not seen; return how many ran.
+
+        The write lock is taken only when a step is due, so opening an up-to-date database never
+        waits for (or fails on) another process's write, e.g. while the store is "down"."""
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        if version >= SCHEMA_VERSION:
+            return 0
         self.db.execute("BEGIN IMMEDIATE")
         try:
             (version,) = self.db.execute("PRAGMA user_version").fetchone()
