@@ -44,6 +44,7 @@ from shim.exporter import Exporter
 from shim.ingest import Ingested, Limits, ingest_envelope, ingest_store
 from shim.journal import Journal
 from shim.records import Batch
+from shim.scrub import Scrubber
 from shim.settings import Settings
 from shim.store import Store, open_store
 from shim.writer import StoreFailed, Writer
@@ -66,7 +67,8 @@ class State:
         self.writer = Writer(Journal(BackupLog(settings.backup_dir / "logs"), store))
         self.exporter = Exporter(settings, lambda: self.writer.bugs_changed)
         self.limits = Limits(bug_level=settings.bug_level,
-                             max_event_bytes=settings.max_event_bytes)
+                             max_event_bytes=settings.max_event_bytes,
+                             scrubber=Scrubber(settings.scrub_keys or ()))
         self.items: Counter[str] = Counter()
         self.stored = 0
         self.duplicates = 0

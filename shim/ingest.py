@@ -20,8 +20,9 @@ import orjson
 from shim import grouping, policy
 from shim.envelope import Envelope, Item, parse_event_id
 from shim.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
-from shim.normalize import iso_utc, normalize_event
+from shim.normalize import DEFAULT_SCRUBBER, iso_utc, normalize_event
 from shim.records import Batch, CheckIn, ErrorLog
+from shim.scrub import Scrubber
 
 log = logging.getLogger("shim.ingest")
 
@@ -34,6 +35,7 @@ _SEVERITY_NUMBER = ((21, "critical"), (17, "error"), (13, "warning"), (9, "info"
 class Limits:
     bug_level: str
     max_event_bytes: int
+    scrubber: Scrubber = DEFAULT_SCRUBBER
 
 
 @dataclass
@@ -81,7 +83,7 @@ def ingest_store(
     event: object, project_id: str, received: datetime, limits: Limits
 ) -> Ingested:
     row = normalize_event(event, event_id=None, project_id=project_id, received=received,
-                          bug_level=limits.bug_level, item_type="store")
+                          bug_level=limits.bug_level, item_type="store", scrubber=limits.scrubber)
     batch = Batch(error_logs=[row], item_counts={"event": 1},
                   received_at=received.isoformat(timespec="microseconds"))
     return Ingested(batch, event_id=row.event_id)
@@ -111,7 +113,7 @@ def _ingest_item(
     if item.type == "event":
         row = normalize_event(
             _payload_json(item, limits), event_id=envelope.event_id, project_id=project_id,
-            received=received, bug_level=limits.bug_level,
+            received=received, bug_level=limits.bug_level, scrubber=limits.scrubber,
         )
         result.batch.error_logs.append(row)
         result.event_id = result.event_id or row.event_id
@@ -123,7 +125,8 @@ def _ingest_item(
         for index, record in enumerate(records):
             if isinstance(record, dict):
                 result.batch.error_logs.append(
-                    log_record(record, index, envelope, project_id, received)
+                    log_record(limits.scrubber.value(record), index, envelope, project_id,
+                               received)
                 )
     elif item.type == "check_in":
         result.batch.check_ins.append(

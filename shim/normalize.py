@@ -16,6 +16,7 @@ from shim import grouping, policy, stacktrace
 from shim.envelope import parse_event_id
 from shim.errors import InvalidEnvelope, InvalidEvent
 from shim.records import ErrorLog
+from shim.scrub import Scrubber, scrub_event
 
 _LEGACY_KEYS = {
     "sentry.interfaces.Exception": "exception",
@@ -25,6 +26,8 @@ _LEGACY_KEYS = {
     "sentry.interfaces.User": "user",
     "sentry.interfaces.Breadcrumbs": "breadcrumbs",
 }
+
+DEFAULT_SCRUBBER = Scrubber()
 
 _CONTEXT_KEYS = (
     "tags", "extra", "contexts", "user", "request", "release", "environment", "server_name", "sdk",
@@ -194,11 +197,16 @@ def normalize_event(
     received: datetime,
     bug_level: str,
     item_type: str = "event",
+    scrubber: Scrubber = DEFAULT_SCRUBBER,
 ) -> ErrorLog:
-    """The ``error_logs`` row for one event (with its ``BugSignal`` when the policy says so)."""
+    """The ``error_logs`` row for one event (with its ``BugSignal`` when the policy says so).
+
+    Secrets are scrubbed first, so nothing derived from the event (message, stack trace, context,
+    fingerprint) ever holds them."""
     if not isinstance(event, dict):
         raise InvalidEvent(f"event must be a JSON object, got {type(event).__name__}")
-    event = dict(event)  # the legacy keys are mapped on a copy: the caller's dict is left alone
+    # Scrubbing builds a new dict, and the legacy keys are mapped on it: the caller's is untouched.
+    event = scrub_event(event, scrubber)
     for legacy, modern in _LEGACY_KEYS.items():
         if legacy in event and modern not in event:
             event[modern] = event[legacy]

@@ -82,6 +82,14 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in raw.split(",") if o.strip())
 
 
+def _words(raw: str) -> tuple[str, ...]:
+    words = tuple(w.strip() for w in raw.split(",") if w.strip())
+    bad = [w for w in words if not w.replace("_", "").replace("-", "").isalnum()]
+    if bad:
+        raise ValueError(f"key names are letters, digits, - and _ only: {', '.join(bad)}")
+    return words
+
+
 def _text(raw: str) -> str:
     return raw.strip()
 
@@ -113,6 +121,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHIM_EXPORT_INTERVAL", "export_interval", _positive_float, "5",
             "Seconds between rewrites of `bugs/bugs.csv` and `bugs/bugs.json` (only when a bug "
             "changed)."),
+    Setting("SHIM_SCRUB_KEYS", "scrub_keys", _words, None,
+            "Extra key names whose values are replaced by `[Filtered]` (besides password, "
+            "secret, token, api_key, authorization, cookie, session...), comma-separated."),
     Setting("SHIM_CORS_ORIGINS", "cors_origins", _origins, "*",
             "Origins allowed to send from a browser, comma-separated; `*` for any."),
     Setting("SHIM_LOG_LEVEL", "log_level", _level, "info", "Level of the server's own log."),
@@ -133,6 +144,7 @@ class Settings:
     max_event_bytes: int
     related_logs: int
     export_interval: float
+    scrub_keys: tuple[str, ...] | None
     cors_origins: tuple[str, ...]
     log_level: str
 

@@ -1,0 +1,89 @@
+"""Server-side scrubbing of secrets, before an event reaches the database or the backup log. Pure.
+
+Values under sensitive keys (password, secret, token, api_key, authorization, cookie, session...,
+plus any configured with ``SHIM_SCRUB_KEYS``) become ``[Filtered]`` wherever they appear: request
+headers and cookies, extra, contexts, breadcrumbs, frame variables, log attributes. In free text
+(messages, exception values, source lines, URLs) bearer tokens, ``key=value`` secrets and card
+numbers that pass the Luhn check are filtered too. The SDK scrubs some of this already; the server
+does not rely on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+FILTERED = "[Filtered]"
+DEFAULT_KEYS = (
+    "password", "passwd", "passphrase", "pwd", "secret", "token", "api_key", "apikey", "api-key",
+    "authorization", "auth_token", "cookie", "set-cookie", "session", "sessionid", "csrf", "xsrf",
+    "private_key", "credit_card", "card_number", "cvv", "cvc", "access_key", "signature", "dsn",
+)
+_MAX_DEPTH = 64
+
+_BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return FILTERED if 13 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
+
+
+class Scrubber:
+    def __init__(self, extra_keys: Iterable[str] = ()) -> None:
+        words = sorted({k.lower() for k in (*DEFAULT_KEYS, *extra_keys) if k}, key=len,
+                       reverse=True)
+        alternation = "|".join(re.escape(w).replace(r"\_", "[-_]?").replace(r"\-", "[-_]?")
+                               .replace("_", "[-_]?") for w in words)
+        self._key = re.compile(f"(?i)({alternation})")
+        # key=value / key: value / key = "value" in text (query strings, source lines, messages).
+        self._assignment = re.compile(
+            rf"(?i)\b([\w-]*(?:{alternation})[\w-]*)(\s*[:=]\s*)([\"']?)"
+            rf"(?!(?:bearer|basic|token)\s)[^\"'\s&,;)]+")
+
+    def is_sensitive(self, key: str) -> bool:
+        return bool(self._key.search(key))
+
+    def text(self, value: str) -> str:
+        value = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", value)
+        value = self._assignment.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{FILTERED}",
+                                     value)
+        return _CARD.sub(_card, value) if any(c.isdigit() for c in value) else value
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        """A scrubbed copy of any JSON value."""
+        if isinstance(value, str):
+            return self.text(value)
+        if depth > _MAX_DEPTH:
+            return value
+        if isinstance(value, dict):
+            return {k: (FILTERED if isinstance(k, str) and self.is_sensitive(k)
+                        and v not in (None, "", [], {}) else self.value(v, depth + 1))
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            if (len(value) == 2 and isinstance(value[0], str) and self.is_sensitive(value[0])
+                    and value[1] not in (None, "")):
+                return [value[0], FILTERED]  # a [name, value] pair: headers, cookies, tags
+            return [self.value(v, depth + 1) for v in value]
+        return value
+
+
+# Keys whose values are the server's own bookkeeping, never secrets: left untouched so that
+# grouping and ids keep working even if a key name happens to match a pattern.
+_UNTOUCHED = ("event_id", "timestamp", "platform", "level", "fingerprint", "sdk", "type")
+
+
+def scrub_event(event: dict[str, Any], scrubber: Scrubber) -> dict[str, Any]:
+    return {k: v if k in _UNTOUCHED else scrubber.value(v) for k, v in event.items()}

@@ -1,0 +1,99 @@
+"""Secrets never reach the database or the backup files.
+
+A table for the scrubber itself, then planted secrets sent by a real sentry_sdk client (with PII
+sending turned on, so the SDK's own scrubbing does not hide a gap in ours) through a live server:
+none of them may appear in any byte of the database or of the files under the data dir.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import LiveServer, expect_ok, run_script, script
+
+from shim.scrub import FILTERED, Scrubber, scrub_event
+
+SCRUBBER = Scrubber(["employee_number"])
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ({"password": "hunter2"}, {"password": FILTERED}),
+    ({"DB_PASSWORD": "x", "user": "bob"}, {"DB_PASSWORD": FILTERED, "user": "bob"}),
+    ({"X-Api-Key": "k"}, {"X-Api-Key": FILTERED}),
+    ({"access_token": "t", "refresh-token": "r"}, {"access_token": FILTERED,
+                                                   "refresh-token": FILTERED}),
+    ({"nested": {"deeper": [{"secret": "s"}]}}, {"nested": {"deeper": [{"secret": FILTERED}]}}),
+    ([["Authorization", "Basic Zm9v"], ["Accept", "*/*"]],
+     [["Authorization", FILTERED], ["Accept", "*/*"]]),
+    ({"Cookie": "sessionid=abc"}, {"Cookie": FILTERED}),
+    ({"employee_number": "E-1"}, {"employee_number": FILTERED}),  # a configured extra key
+    ({"password": None, "token": ""}, {"password": None, "token": ""}),  # nothing to hide
+    ("Authorization: Bearer abcdefgh12345678", f"Authorization: Bearer {FILTERED}"),
+    ("GET /x?q=1&api_key=abc123&page=2", f"GET /x?q=1&api_key={FILTERED}&page=2"),
+    ('    PASSWORD = "hunter2"', f'    PASSWORD = "{FILTERED}"'),
+    ("card 4111 1111 1111 1111 declined", f"card {FILTERED} declined"),
+    ("order 4111111111111112 shipped", "order 4111111111111112 shipped"),  # fails Luhn: kept
+    ("page 3 of 12", "page 3 of 12"),
+])
+def test_scrubber(value: object, expected: object) -> None:
+    assert SCRUBBER.value(value) == expected
+
+
+def test_event_ids_and_fingerprints_are_left_alone() -> None:
+    event = {"event_id": "a" * 32, "fingerprint": ["token-refresh"], "message": "token=abc"}
+    scrubbed = scrub_event(event, SCRUBBER)
+    assert scrubbed["event_id"] == "a" * 32
+    assert scrubbed["fingerprint"] == ["token-refresh"]
+    assert scrubbed["message"] == f"token={FILTERED}"
+    assert event["message"] == "token=abc"  # the input is not modified
+
+
+SECRETS = ["hunter2-pass", "tok_live_8f8f8f8f", "sk_extra_123456", "cookie-value-987",
+           "5555555555554444", "bearer-secret-abcdef", "frame-local-s3cr3t", "crumb-pw-777"]
+
+PLANTED = script("""
+    import logging, sentry_sdk
+    sentry_sdk.init(dsn=__import__("os").environ["SENTRY_DSN"], send_default_pii=True,
+                    include_local_variables=True, default_integrations=True)
+    sentry_sdk.set_tag("component", "billing")
+    sentry_sdk.set_extra("payment", {"api_key": "sk_extra_123456", "amount": 12})
+    sentry_sdk.set_context("auth", {"session_token": "tok_live_8f8f8f8f"})
+    sentry_sdk.add_breadcrumb(category="db", message="login password=crumb-pw-777",
+                              data={"password": "crumb-pw-777"})
+
+    def charge(card_number):
+        api_secret = "frame-local-s3cr3t"
+        raise ValueError(f"card {card_number} declined for Bearer bearer-secret-abcdef")
+
+    sentry_sdk.capture_event({
+        "message": "login failed, password=hunter2-pass",
+        "level": "fatal",
+        "request": {"url": "https://pay.example/charge", "method": "POST",
+                    "headers": {"Authorization": "Bearer bearer-secret-abcdef",
+                                "Cookie": "sid=cookie-value-987"},
+                    "cookies": {"sid": "cookie-value-987"},
+                    "data": {"password": "hunter2-pass"}},
+    })
+    try:
+        charge("5555 5555 5555 4444")
+    except ValueError:
+        sentry_sdk.capture_exception()
+    logging.getLogger("billing").critical("retrying with token tok_live_8f8f8f8f")
+""")
+
+
+def every_byte_under(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
+
+
+def test_planted_secrets_survive_nowhere(live_server: LiveServer) -> None:
+    expect_ok(run_script(PLANTED, live_server.dsn))
+    rows = live_server.error_logs()
+    assert len(rows) == 3
+    assert any(FILTERED in (r["context"] or "") for r in rows)
+    assert any(r["error_type"] == "ValueError" for r in rows)
+    stored = every_byte_under(live_server.data_dir)  # database, WAL, backup log, key file...
+    assert b"billing" in stored  # the data is there...
+    for secret in [*SECRETS, "5555 5555 5555 4444"]:
+        assert secret.encode() not in stored, secret  # ...the secrets are not
