@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from shim.auth import Keys, dsn, load_or_create_key
+from shim.auth import KEY_FILE, Keys, dsn, load_or_create_key
 from shim.commands import (
     CommandError,
     cmd_assign,
@@ -26,6 +26,7 @@ from shim.commands import (
     cmd_stats,
     cmd_status,
 )
+from shim.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
 from shim.restore import export, restore
 from shim.settings import LEVELS, Settings, SettingsError
 from shim.snapshot import to_csv, to_json
@@ -123,6 +124,43 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    if args.dsn:
+        try:
+            target = Target.from_dsn(args.dsn)
+        except ReplayError as exc:
+            raise CommandError(str(exc)) from None
+    else:
+        key, project = args.key, None
+        if not key:
+            if settings.public_keys is None and not (settings.data_dir / KEY_FILE).exists():
+                raise CommandError("no DSN key to send with: pass --key or --dsn (or set "
+                                   "SHIM_PUBLIC_KEYS, or SHIM_DATA_DIR to the server's data dir)")
+            key, project = next(iter(resolve_keys(settings, announce=False)))
+        target = Target((args.url or base_url(settings)).rstrip("/"), key, project or "1")
+    if args.project:
+        if not args.project.isdigit():
+            raise CommandError(f"--project {args.project!r} must be a number")
+        target = dataclasses.replace(target, project=args.project)
+    if args.key:  # also over a --dsn's key
+        target = dataclasses.replace(target, key=args.key)
+    inputs = read_inputs([Path(p) for p in args.paths])
+    if not inputs.requests and not inputs.unreadable:
+        raise CommandError(f"nothing to replay in {', '.join(args.paths)}")
+    try:
+        summary = replay(inputs, target, concurrency=args.concurrency, repeat=args.repeat,
+                         new_ids=args.new_ids, timeout=args.timeout)
+    except ReplayError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(orjson.dumps({"url": target.url, "project": target.project, **summary.as_json()},
+                           option=orjson.OPT_INDENT_2).decode())
+    else:
+        for line in describe(summary):
+            print(line)
+    return 0 if summary.ok else 1
+
+
 def _json_flag(command: argparse.ArgumentParser) -> None:
     command.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -201,6 +239,29 @@ def parser() -> argparse.ArgumentParser:
                              help="directory of day files (default SHIM_DATA_DIR/bugs/logs)")
     restore_cmd.add_argument("--database", help="store URL to fill (default SHIM_DATABASE_URL)")
     _json_flag(restore_cmd)
+
+    replay_cmd = add("replay", "send recorded requests, envelope files or backup log day files "
+                     "to a server again", cmd_replay)
+    replay_cmd.add_argument("paths", nargs="+", metavar="PATH",
+                            help="files or directories: NAME.bin + NAME.json recorded requests, "
+                            "envelopes, JSON events, YYYY-MM-DD.jsonl backup logs")
+    where = replay_cmd.add_mutually_exclusive_group()
+    where.add_argument("--url", help="server to send to (default SHIM_PUBLIC_URL or "
+                       "http://127.0.0.1:SHIM_PORT)")
+    where.add_argument("--dsn", help="send with this DSN's server, key and project instead")
+    replay_cmd.add_argument("--key", help="DSN key to send with (default: the --dsn's, else the "
+                            "first of SHIM_PUBLIC_KEYS, else the key in SHIM_DATA_DIR)")
+    replay_cmd.add_argument("--project", help="project id (default: the key's, or 1)")
+    replay_cmd.add_argument("--concurrency", type=int, default=1,
+                            help=f"requests in flight at once, up to {MAX_CONCURRENCY} "
+                            "(default 1: in order)")
+    replay_cmd.add_argument("--repeat", type=int, default=1, help="send everything N times")
+    replay_cmd.add_argument("--new-ids", action="store_true",
+                            help="give every event a fresh event_id (else repeats are "
+                            "deduplicated)")
+    replay_cmd.add_argument("--timeout", type=float, default=30.0,
+                            help="seconds to wait for each answer")
+    _json_flag(replay_cmd)
     return top
 
 
@@ -218,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"shim: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `shim bugs | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return result
 
 
