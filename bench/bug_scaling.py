@@ -66,7 +66,7 @@ def run(bugs: int, events: int, batch_size: int, seed: int, interval: float) -> 
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        store = SQLiteStore(str(root / "shim.db"))
+        store = SQLiteStore(str(root / "shim.db"), background_checkpoints=True)  # as served
         journal = Journal(BackupLog(root / "bugs" / "logs"), store)
         for chunk in batches([event(site, rng) for site in range(bugs)], 5000):
             journal.commit([chunk])

@@ -48,11 +48,13 @@ class UnsupportedStore(ValueError):
     pass
 
 
-def open_store(url: str, related_logs: int = 20) -> Store:
+def open_store(url: str, related_logs: int = 20, server: bool = False) -> Store:
+    """The store for ``url``; ``server=True`` also starts the store's background upkeep."""
     if url.startswith("sqlite://"):
         from shim.store.sqlite import SQLiteStore
 
-        return SQLiteStore(sqlite_path(url), related_logs=related_logs)
+        return SQLiteStore(sqlite_path(url), related_logs=related_logs,
+                           background_checkpoints=server)
     raise UnsupportedStore(f"no store for {url.split(':', 1)[0]!r} URLs; use sqlite:///PATH")
 
 

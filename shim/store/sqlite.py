@@ -7,7 +7,9 @@ serialises other processes writing the same file, so the read-then-write of a bu
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +112,8 @@ CREATE INDEX IF NOT EXISTS status_changes_bug ON status_changes (bug_id, at);
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+log = logging.getLogger("shim.store")
+
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 PRIORITY_OF = {"critical": "urgent", "high": "high", "medium": "medium", "low": "low"}
 STATUSES = ("open", "in_progress", "resolved", "closed")
@@ -127,7 +131,8 @@ def _json(value: Any) -> str:
 
 
 class SQLiteStore(SQLiteReads):
-    def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0,
+                 background_checkpoints: bool = False) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -145,6 +150,13 @@ class SQLiteStore(SQLiteReads):
         # tables grow, so the per-event cost stays flat.
         self.db.execute("PRAGMA cache_size=-65536")
         self.migrate()
+        self._checkpointer: Checkpointer | None = None
+        if background_checkpoints and path != ":memory:":
+            # Copying the WAL back into the database costs more the more distinct pages a big
+            # table spreads its writes over; done on another thread (sqlite releases the GIL),
+            # it stays off the commit path. Auto-checkpoints remain as a backstop (~128 MiB).
+            self.db.execute("PRAGMA wal_autocheckpoint=32768")
+            self._checkpointer = Checkpointer(path)
 
     def migrate(self) -> int:
         """Apply the schema steps this database has not seen; return how many ran.
@@ -169,6 +181,8 @@ class SQLiteStore(SQLiteReads):
         return max(0, SCHEMA_VERSION - int(version))
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.db.close()
 
     def ping(self) -> bool:
@@ -355,6 +369,33 @@ class SQLiteStore(SQLiteReads):
             "INSERT INTO item_counts (hour, item_type, count) VALUES (?, ?, ?)"
             " ON CONFLICT (hour, item_type) DO UPDATE SET count = count + excluded.count",
             [(batch.received_at[:13], t, n) for t, n in batch.item_counts.items()])
+
+
+class Checkpointer:
+    """A thread with its own connection that checkpoints the WAL every ``interval`` seconds."""
+
+    def __init__(self, path: str, interval: float = 1.0) -> None:
+        self._path = path
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shim-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=1.0)
+        try:
+            while not self._stop.wait(self._interval):
+                try:
+                    # PASSIVE never waits for, nor blocks, the writer or readers.
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint failed (will retry): %s", exc)
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 _BUG_NAMESPACE = uuid.UUID("6f1d5c3e-2b1a-4c8e-9d7f-0a1b2c3d4e5f")
