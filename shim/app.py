@@ -43,6 +43,7 @@ from shim.errors import (
 from shim.exporter import Exporter
 from shim.ingest import Ingested, Limits, ingest_envelope, ingest_store
 from shim.journal import Journal
+from shim.ratelimit import RateLimiter
 from shim.records import Batch
 from shim.scrub import Scrubber
 from shim.settings import Settings
@@ -69,6 +70,7 @@ class State:
         self.limits = Limits(bug_level=settings.bug_level,
                              max_event_bytes=settings.max_event_bytes,
                              scrubber=Scrubber(settings.scrub_keys or ()))
+        self.limiter = RateLimiter(settings.rate_limit_per_key, settings.rate_limit)
         self.items: Counter[str] = Counter()
         self.stored = 0
         self.duplicates = 0
@@ -96,9 +98,10 @@ async def _body(request: Request, settings: Settings) -> bytes:
                            settings.max_body_bytes, settings.max_decoded_bytes)
 
 
-async def _commit(state: State, batch: Batch) -> None:
+async def _commit(state: State, batch: Batch, key: str) -> None:
     if batch.is_empty():
         return
+    state.limiter.take(key, len(batch.error_logs))  # raises RateLimited: nothing is stored
     try:
         stored = await state.writer.submit(batch)
     except StoreFailed as exc:
@@ -133,9 +136,11 @@ async def envelope_endpoint(request: Request) -> Response:
     data = await _body(request, state.settings)
     envelope = parse_envelope(data)
     if not key:
-        state.keys.check(key_from_dsn(envelope.headers.get("dsn")), project_id)
+        key = key_from_dsn(envelope.headers.get("dsn"))
+        state.keys.check(key, project_id)
+    assert key is not None  # check() refused a missing key
     ingested = ingest_envelope(envelope, project_id, datetime.now(UTC), state.limits)
-    await _commit(state, ingested.batch)
+    await _commit(state, ingested.batch, key)
     return _answer(ingested)
 
 
@@ -158,12 +163,14 @@ def _legacy_json(data: bytes) -> Any:
 async def store_endpoint(request: Request) -> Response:
     state = _state(request)
     project_id = _project_id(request)
-    state.keys.check(request_key(request.headers, request.query_params), project_id)
+    key = request_key(request.headers, request.query_params)
+    state.keys.check(key, project_id)
+    assert key is not None  # check() refused a missing key
     data = await _body(request, state.settings)
     if len(data) > state.settings.max_event_bytes:
         raise PayloadTooLarge(f"event is larger than {state.settings.max_event_bytes} bytes")
     ingested = ingest_store(_legacy_json(data), project_id, datetime.now(UTC), state.limits)
-    await _commit(state, ingested.batch)
+    await _commit(state, ingested.batch, key)
     return _answer(ingested)
 
 
@@ -185,6 +192,7 @@ async def healthz(request: Request) -> Response:
         "duplicates": state.duplicates,
         "transactions": state.writer.transactions,
         "items": dict(state.items),
+        "rate_limited": state.limiter.refused,
     })
 
 

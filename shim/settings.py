@@ -43,6 +43,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _count(raw: str) -> int:
+    value = int(raw.replace("_", ""))
+    if value < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -121,6 +128,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHIM_EXPORT_INTERVAL", "export_interval", _positive_float, "5",
             "Seconds between rewrites of `bugs/bugs.csv` and `bugs/bugs.json` (only when a bug "
             "changed)."),
+    Setting("SHIM_RATE_LIMIT_PER_KEY", "rate_limit_per_key", _count, "6000",
+            "Events (and log records) per minute one DSN key may send before 429; 0: no limit."),
+    Setting("SHIM_RATE_LIMIT", "rate_limit", _count, "0",
+            "Events (and log records) per minute for the whole server before 429; 0: no limit."),
     Setting("SHIM_SCRUB_KEYS", "scrub_keys", _words, None,
             "Extra key names whose values are replaced by `[Filtered]` (besides password, "
             "secret, token, api_key, authorization, cookie, session...), comma-separated."),
@@ -145,6 +156,8 @@ class Settings:
     related_logs: int
     export_interval: float
     scrub_keys: tuple[str, ...] | None
+    rate_limit_per_key: int
+    rate_limit: int
     cors_origins: tuple[str, ...]
     log_level: str
 
