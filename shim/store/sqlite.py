@@ -7,9 +7,7 @@ serialises other processes writing the same file, so the read-then-write of a bu
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import orjson
 
 from shim.records import Batch, ErrorLog, StatusChange, Stored
+from shim.store.checkpoint import Checkpointer
 from shim.store.sqlite_reads import SQLiteReads
 
 # Each step upgrades the schema by one version; a shipped step is never edited.
@@ -111,8 +110,6 @@ CREATE INDEX IF NOT EXISTS status_changes_bug ON status_changes (bug_id, at);
 """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-log = logging.getLogger("shim.store")
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 PRIORITY_OF = {"critical": "urgent", "high": "high", "medium": "medium", "low": "low"}
@@ -369,33 +366,6 @@ class SQLiteStore(SQLiteReads):
             "INSERT INTO item_counts (hour, item_type, count) VALUES (?, ?, ?)"
             " ON CONFLICT (hour, item_type) DO UPDATE SET count = count + excluded.count",
             [(batch.received_at[:13], t, n) for t, n in batch.item_counts.items()])
-
-
-class Checkpointer:
-    """A thread with its own connection that checkpoints the WAL every ``interval`` seconds."""
-
-    def __init__(self, path: str, interval: float = 1.0) -> None:
-        self._path = path
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="shim-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, timeout=1.0)
-        try:
-            while not self._stop.wait(self._interval):
-                try:
-                    # PASSIVE never waits for, nor blocks, the writer or readers.
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error as exc:
-                    log.warning("WAL checkpoint failed (will retry): %s", exc)
-        finally:
-            db.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 _BUG_NAMESPACE = uuid.UUID("6f1d5c3e-2b1a-4c8e-9d7f-0a1b2c3d4e5f")
