@@ -193,7 +193,9 @@ async def healthz(request: Request) -> Response:
         "transactions": state.writer.transactions,
         "items": dict(state.items),
         "rate_limited": state.limiter.refused,
-    })
+    # Unable to keep events at all (the backup log cannot be written): unhealthy, so a container
+    # health check notices. A store that is only behind still takes events: healthy, degraded.
+    }, status_code=503 if writer.log_error else 200)
 
 
 def _error(request: Request, exc: Exception) -> Response:

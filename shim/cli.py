@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import logging
 import os
 import sys
@@ -62,12 +63,31 @@ def print_dsns(settings: Settings, keys: Keys) -> None:
         print(f"DSN: {dsn(key, base_url(settings), project or '1')}")
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: reachable from this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from shim.app import create_app
 
     settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port)
+    if settings.public_keys is None and not is_loopback(settings.host):
+        # A generated key is printed to the console and kept in the data dir; fine for a server
+        # only this machine can reach, not for one other machines can send to.
+        print(f"shim: refusing to serve on {settings.host}, which is not a loopback address, "
+              "without SHIM_PUBLIC_KEYS: set SHIM_PUBLIC_KEYS to the DSN key(s) to accept "
+              "(e.g. SHIM_PUBLIC_KEYS=$(python3 -c 'import secrets; print(secrets.token_hex(16))')),"
+              " or bind to 127.0.0.1", file=sys.stderr)
+        return 2
     keys = resolve_keys(settings, announce=True)
     print_dsns(settings, keys)
     print(f"shim: storing in {settings.database_url}", file=sys.stderr)

@@ -25,6 +25,17 @@ class StoreDown(Exception):
     """The store cannot take writes at the moment."""
 
 
+def _store_trouble(exc: BaseException) -> bool:
+    """A failure of the store itself (disk full, I/O error, lock, lost connection), not of the data.
+
+    DB-API drivers (sqlite3, psycopg) raise ``OperationalError`` for these. ``ping`` cannot tell:
+    it writes nothing, so it succeeds on a full disk, and the events would be set aside as poison
+    (and never applied) instead of waiting in the log for the store to recover.
+    """
+    return isinstance(exc, OSError | MemoryError) or any(
+        cls.__name__ == "OperationalError" for cls in type(exc).__mro__)
+
+
 class Journal:
     def __init__(self, backup: BackupLog, store: Store) -> None:
         self.backup = backup
@@ -88,7 +99,7 @@ class Journal:
         try:
             return self.store.write(batches)
         except Exception as exc:
-            if not self.store.ping():
+            if _store_trouble(exc) or not self.store.ping():
                 log.warning("store unavailable (%s); events are kept in the backup log", exc)
                 raise StoreDown(str(exc)) from exc
         # The store works, so something in these batches is refused: find it, set it aside.
@@ -97,7 +108,7 @@ class Journal:
             try:
                 results.extend(self.store.write([batch]))
             except Exception as exc:
-                if not self.store.ping():
+                if _store_trouble(exc) or not self.store.ping():
                     raise StoreDown(str(exc)) from exc
                 log.exception("the store refused a batch; kept in rejected.jsonl")
                 self.backup.reject(batch, f"{type(exc).__name__}: {exc}")
