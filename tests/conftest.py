@@ -8,6 +8,7 @@ merge with an event of another.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -121,20 +122,16 @@ def _clean_env() -> dict[str, str]:
             if not k.startswith(("SENTRY_", "SHIM_"))}
 
 
-@pytest.fixture
-def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
-    """A fresh ``python -m shim serve`` with its own data dir; stopped with SIGTERM afterwards.
-
-    Extra ``SHIM_*`` settings can be given with ``@pytest.mark.parametrize("live_server", [{...}],
-    indirect=True)``. The test fails if the server logged a traceback.
-    """
-    extra: dict[str, str] = getattr(request, "param", None) or {}
-    data_dir = tmp_path / "data"
-    log_path = tmp_path / "server.log"
+@contextlib.contextmanager
+def start_server(data_dir: Path, log_path: Path,
+                 extra: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """``python -m shim serve`` on a free port with ``data_dir`` (new or existing); stopped with
+    SIGTERM on exit, which must be clean and log no traceback."""
     port = free_port()
     env = {**_clean_env(), "SHIM_DATA_DIR": str(data_dir), "SHIM_PUBLIC_KEYS": PUBLIC_KEY,
-           "SHIM_LOG_LEVEL": "info", **extra}
+           "SHIM_LOG_LEVEL": "info", **(extra or {})}
     url = f"http://127.0.0.1:{port}"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "shim", "serve", "--port", str(port)],
@@ -142,10 +139,9 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live
         )
     try:
         _wait_healthy(url, process, log_path)
-        server = LiveServer(url=url, dsn=f"http://{PUBLIC_KEY}@127.0.0.1:{port}/{PROJECT_ID}",
-                            data_dir=data_dir, db_path=data_dir / "shim.db", log_path=log_path,
-                            process=process)
-        yield server
+        yield LiveServer(url=url, dsn=f"http://{PUBLIC_KEY}@127.0.0.1:{port}/{PROJECT_ID}",
+                         data_dir=data_dir, db_path=data_dir / "shim.db", log_path=log_path,
+                         process=process)
     finally:
         _stop(process)
     output = log_path.read_text(errors="replace")
@@ -154,6 +150,18 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live
     assert process.returncode in (0, -signal.SIGTERM), (
         f"shim serve exited with {process.returncode}:\n{output}")
     assert "Application shutdown complete" in output, output
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """A fresh ``python -m shim serve`` with its own data dir; stopped with SIGTERM afterwards.
+
+    Extra ``SHIM_*`` settings can be given with ``@pytest.mark.parametrize("live_server", [{...}],
+    indirect=True)``. The test fails if the server logged a traceback.
+    """
+    extra: dict[str, str] = getattr(request, "param", None) or {}
+    with start_server(tmp_path / "data", tmp_path / "server.log", extra) as server:
+        yield server
 
 
 def _child_env(dsn: str, env: dict[str, str] | None) -> dict[str, str]:

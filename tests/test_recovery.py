@@ -17,8 +17,6 @@ import io
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -28,19 +26,14 @@ from typing import Any, TypeVar
 
 import pytest
 from conftest import (
-    PROJECT_ID,
-    PUBLIC_KEY,
     LiveServer,
-    _clean_env,
-    _stop,
-    _wait_healthy,
     answers_of,
     expect_ok,
-    free_port,
     run_script,
     run_scripts,
     run_shim,
     script,
+    start_server,
 )
 
 T = TypeVar("T")
@@ -106,24 +99,9 @@ def write_lock(db_path: Path) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
-@contextlib.contextmanager
-def another_server(data_dir: Path, log_path: Path) -> Iterator[LiveServer]:
+def another_server(data_dir: Path, log_path: Path) -> contextlib.AbstractContextManager[LiveServer]:
     """A second ``shim serve`` on an existing data dir (the ``live_server`` fixture makes fresh ones)."""
-    port = free_port()
-    env = {**_clean_env(), "SHIM_DATA_DIR": str(data_dir), "SHIM_PUBLIC_KEYS": PUBLIC_KEY}
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "shim", "serve", "--port", str(port)],
-                                   env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(url, process, log_path)
-        yield LiveServer(url=url, dsn=f"http://{PUBLIC_KEY}@127.0.0.1:{port}/{PROJECT_ID}",
-                         data_dir=data_dir, db_path=data_dir / "shim.db", log_path=log_path,
-                         process=process)
-    finally:
-        _stop(process)
-    assert "Traceback" not in log_path.read_text(errors="replace")
-    assert process.returncode in (0, -signal.SIGTERM)
+    return start_server(data_dir, log_path)
 
 
 def stop(server: LiveServer) -> str:

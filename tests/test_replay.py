@@ -13,8 +13,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -26,14 +24,11 @@ from typing import Any
 import brotli
 import pytest
 from conftest import (
-    PROJECT_ID,
     PUBLIC_KEY,
     LiveServer,
-    _clean_env,
-    _stop,
-    _wait_healthy,
     free_port,
     run_shim,
+    start_server,
 )
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
@@ -94,23 +89,8 @@ def replay_json(server: LiveServer, *args: str,
 @pytest.fixture
 def other_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A second ``shim serve`` (own data dir, same key) to move events into."""
-    data_dir = tmp_path / "other" / "data"
-    log_path = tmp_path / "other" / "server.log"
-    log_path.parent.mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**_clean_env(), "SHIM_DATA_DIR": str(data_dir), "SHIM_PUBLIC_KEYS": PUBLIC_KEY}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "shim", "serve", "--port", str(port)],
-                                   env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(url, process, log_path)
-        yield LiveServer(url=url, dsn=f"http://{PUBLIC_KEY}@127.0.0.1:{port}/{PROJECT_ID}",
-                         data_dir=data_dir, db_path=data_dir / "shim.db", log_path=log_path,
-                         process=process)
-    finally:
-        _stop(process)
-    assert "Traceback" not in log_path.read_text(errors="replace")
+    with start_server(tmp_path / "other" / "data", tmp_path / "other" / "server.log") as server:
+        yield server
 
 
 # The fixtures themselves.
