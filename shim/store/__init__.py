@@ -55,7 +55,12 @@ def open_store(url: str, related_logs: int = 20, server: bool = False) -> Store:
 
         return SQLiteStore(sqlite_path(url), related_logs=related_logs,
                            background_checkpoints=server)
-    raise UnsupportedStore(f"no store for {url.split(':', 1)[0]!r} URLs; use sqlite:///PATH")
+    if url.startswith(("postgresql://", "postgres://")):
+        from shim.store.postgres import PostgresStore
+
+        return PostgresStore(url, related_logs=related_logs)
+    raise UnsupportedStore(f"no store for {url.split(':', 1)[0]!r} URLs;"
+                           " use sqlite:///PATH or postgresql://…")
 
 
 def sqlite_path(url: str) -> str:
