@@ -117,7 +117,8 @@ def test_track_errors_reports_critical_and_reraises(
     result = run(scenario, live_server)
     if scenario is DECORATOR_SYNC:  # re-raised to the top: Python's traceback and exit code 1
         assert result.stdout == "total 3\n"
-        assert "\nZeroDivisionError: division by zero\n" in result.stderr
+        # The SDK's debug lines (another thread) may interleave with the traceback's writes.
+        assert "ZeroDivisionError: division by zero" in result.stderr
     else:
         assert result.stdout == "chat 42\nre-raised KeyError\n"
 
