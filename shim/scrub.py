@@ -24,6 +24,7 @@ _MAX_DEPTH = 64
 
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_FOUR_DIGITS = re.compile(r"\d{4}")  # every card number has four digits in a row
 
 
 def _luhn(digits: str) -> bool:
@@ -41,26 +42,50 @@ def _card(match: re.Match[str]) -> str:
     return FILTERED if 13 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
 
 
+def _pattern(word: str) -> str:
+    """``api_key`` also matches ``api-key`` and ``apikey``."""
+    return "[-_]?".join(re.escape(piece) for piece in re.split(r"[-_]", word))
+
+
 class Scrubber:
+    """Scrubs with regular expressions, but only after a cheap test says a string could match:
+    an event carries thousands of strings (frame variables, source lines, breadcrumbs) and almost
+    none holds a secret."""
+
     def __init__(self, extra_keys: Iterable[str] = ()) -> None:
         words = sorted({k.lower() for k in (*DEFAULT_KEYS, *extra_keys) if k}, key=len,
                        reverse=True)
-        alternation = "|".join(re.escape(w).replace(r"\_", "[-_]?").replace(r"\-", "[-_]?")
-                               .replace("_", "[-_]?") for w in words)
-        self._key = re.compile(f"(?i)({alternation})")
+        alternation = "|".join(_pattern(w) for w in words)
+        self._key = re.compile(f"(?i)(?:{alternation})")
+        # Any match contains the longest separator-free piece of its word: a safe prefilter.
+        stems = sorted({max(re.split(r"[-_]", w), key=len) for w in words}, key=len, reverse=True)
+        self._stems = re.compile("|".join(re.escape(stem) for stem in stems))
         # key=value / key: value / key = "value" in text (query strings, source lines, messages).
         self._assignment = re.compile(
-            rf"(?i)\b([\w-]*(?:{alternation})[\w-]*)(\s*[:=]\s*)([\"']?)"
+            rf"(?i)\b([\w-]*?(?:{alternation})[\w-]*)(\s*[:=]\s*)([\"']?)"
             rf"(?!(?:bearer|basic|token)\s)[^\"'\s&,;)]+")
+        self._sensitive: dict[str, bool] = {}
 
     def is_sensitive(self, key: str) -> bool:
-        return bool(self._key.search(key))
+        known = self._sensitive.get(key)
+        if known is None:
+            known = bool(self._key.search(key))
+            if len(self._sensitive) < 50_000:  # key names repeat; bound the cache all the same
+                self._sensitive[key] = known
+        return known
 
     def text(self, value: str) -> str:
-        value = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", value)
-        value = self._assignment.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{FILTERED}",
-                                     value)
-        return _CARD.sub(_card, value) if any(c.isdigit() for c in value) else value
+        if len(value) < 5:
+            return value
+        lower = value.lower()
+        if "bearer" in lower or "basic" in lower or "token" in lower:
+            value = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", value)
+        if self._stems.search(lower):
+            value = self._assignment.sub(
+                lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{FILTERED}", value)
+        if _FOUR_DIGITS.search(value):
+            value = _CARD.sub(_card, value)
+        return value
 
     def value(self, value: Any, depth: int = 0) -> Any:
         """A scrubbed copy of any JSON value."""
@@ -82,7 +107,9 @@ class Scrubber:
 
 # Keys whose values are the server's own bookkeeping, never secrets: left untouched so that
 # grouping and ids keep working even if a key name happens to match a pattern.
-_UNTOUCHED = ("event_id", "timestamp", "platform", "level", "fingerprint", "sdk", "type")
+# ``modules`` (package -> version) and ``debug_meta`` are large and never hold secrets.
+_UNTOUCHED = frozenset({"event_id", "timestamp", "platform", "level", "fingerprint", "sdk", "type",
+                        "modules", "debug_meta"})
 
 
 def scrub_event(event: dict[str, Any], scrubber: Scrubber) -> dict[str, Any]:

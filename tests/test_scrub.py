@@ -97,3 +97,12 @@ def test_planted_secrets_survive_nowhere(live_server: LiveServer) -> None:
     assert b"billing" in stored  # the data is there...
     for secret in [*SECRETS, "5555 5555 5555 4444"]:
         assert secret.encode() not in stored, secret  # ...the secrets are not
+
+
+@pytest.mark.parametrize(("key", "sensitive"), [
+    ("Set-Cookie", True), ("set_cookie", True), ("setcookie", True), ("X-API-KEY", True),
+    ("apikey", True), ("set]cookie", True),  # still contains "cookie"
+    ("api]key", False), ("filename", False), ("lineno", False), ("monkey", False),
+])
+def test_sensitive_key_names(key: str, sensitive: bool) -> None:
+    assert SCRUBBER.is_sensitive(key) is sensitive
