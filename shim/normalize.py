@@ -35,6 +35,48 @@ _CONTEXT_KEYS = (
 )
 
 
+# Top-level keys a row is built from; everything else (modules, spans, debug_meta...) is dropped.
+_USED_KEYS = frozenset({*_CONTEXT_KEYS, "event_id", "timestamp", "level", "logger", "message",
+                        "logentry", "exception", "threads", "stacktrace", "contexts"})
+# Frame fields the stack trace text and the fingerprint use. Local variables and the source lines
+# around each frame are never stored, so they are dropped before scrubbing rather than scrubbed.
+_FRAME_KEYS = ("filename", "abs_path", "module", "function", "lineno", "in_app", "context_line")
+
+
+def _slim_frames(holder: object) -> object:
+    """A copy of an exception value / thread / stacktrace with only the frame fields we use."""
+    if not isinstance(holder, dict):
+        return holder
+    stacktrace = holder.get("stacktrace") if "frames" not in holder else holder
+    if not isinstance(stacktrace, dict) or not isinstance(stacktrace.get("frames"), list):
+        return holder
+    frames = [{k: f[k] for k in _FRAME_KEYS if k in f} if isinstance(f, dict) else f
+              for f in stacktrace["frames"]]
+    if stacktrace is holder:
+        return {**holder, "frames": frames}
+    return {**holder, "stacktrace": {**stacktrace, "frames": frames}}
+
+
+def _used_parts(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with legacy keys mapped, unused keys dropped and frames slimmed (shallow copies)."""
+    event = dict(event)
+    for legacy, modern in _LEGACY_KEYS.items():
+        if legacy in event and modern not in event:
+            event[modern] = event[legacy]
+    used = {k: v for k, v in event.items() if k in _USED_KEYS}
+    if isinstance(used.get("stacktrace"), dict):
+        used["stacktrace"] = _slim_frames(used["stacktrace"])
+    for key in ("exception", "threads"):
+        raw = used.get(key)
+        values = raw.get("values") if isinstance(raw, dict) else raw
+        if isinstance(values, list):
+            slim = [_slim_frames(v) for v in values]
+            used[key] = {**raw, "values": slim} if isinstance(raw, dict) else slim
+        elif isinstance(raw, dict) and ("type" in raw or "value" in raw):
+            used[key] = _slim_frames(raw)  # a lone exception object (very old clients)
+    return used
+
+
 def iso_utc(value: object, fallback: datetime) -> str:
     """An event timestamp (epoch seconds or RFC 3339 text) as ISO 8601 UTC with microseconds."""
     moment = fallback
@@ -205,11 +247,8 @@ def normalize_event(
     fingerprint) ever holds them."""
     if not isinstance(event, dict):
         raise InvalidEvent(f"event must be a JSON object, got {type(event).__name__}")
-    # Scrubbing builds a new dict, and the legacy keys are mapped on it: the caller's is untouched.
-    event = scrub_event(event, scrubber)
-    for legacy, modern in _LEGACY_KEYS.items():
-        if legacy in event and modern not in event:
-            event[modern] = event[legacy]
+    # Only what a row is built from is kept (and scrubbed): the caller's dict is untouched.
+    event = scrub_event(_used_parts(event), scrubber)
     if event_id is None:
         raw_id = event.get("event_id")
         try:

@@ -21,6 +21,10 @@ DEFAULT_KEYS = (
     "private_key", "credit_card", "card_number", "cvv", "cvc", "access_key", "signature", "dsn",
 )
 _MAX_DEPTH = 64
+# Fields of frames and breadcrumbs that name code, places and times, never secrets: not scanned.
+_STRUCTURAL = frozenset({"filename", "abs_path", "module", "function", "lineno", "colno",
+                         "in_app", "package", "instruction_addr", "timestamp", "level",
+                         "category"})
 
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
@@ -94,7 +98,8 @@ class Scrubber:
         if depth > _MAX_DEPTH:
             return value
         if isinstance(value, dict):
-            return {k: (FILTERED if isinstance(k, str) and self.is_sensitive(k)
+            return {k: (v if k in _STRUCTURAL else
+                        FILTERED if isinstance(k, str) and self.is_sensitive(k)
                         and v not in (None, "", [], {}) else self.value(v, depth + 1))
                     for k, v in value.items()}
         if isinstance(value, list):
