@@ -1,4 +1,4 @@
-"""The ``shim`` command: run the server, read and triage bugs, restore and export backups.
+"""The ``shim`` command: run the server, read and triage bugs, restore and export backups, migrate.
 
 Every command reads its settings from the ``SHIM_*`` variables, like the server, and works while the
 server is running.
@@ -31,7 +31,7 @@ from shim.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inp
 from shim.restore import export, restore
 from shim.settings import LEVELS, Settings, SettingsError
 from shim.snapshot import to_csv, to_json
-from shim.store import open_store
+from shim.store import MigrationError, UnsupportedStore, apply_migrations, open_store
 from shim.store.sqlite import STATUSES
 
 DESCRIPTION = """\
@@ -181,6 +181,33 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.sql:
+        from shim.store.migrate import script
+
+        sys.stdout.write(script())
+        return 0
+    url = args.database or settings.database_url
+    try:
+        applied, version = apply_migrations(url)
+    except (MigrationError, UnsupportedStore) as exc:
+        raise CommandError(str(exc)) from None
+    if url.startswith(("postgresql://", "postgres://")):
+        from shim.store.postgres import redacted
+
+        url = redacted(url)
+    if args.json:
+        print(orjson.dumps({"database": url, "applied": applied, "version": version},
+                           option=orjson.OPT_INDENT_2).decode())
+    elif applied:
+        for name in applied:
+            print(f"applied {name}")
+        print(f"{url}: schema at version {version}")
+    else:
+        print(f"nothing to do: {url} is at schema version {version}")
+    return 0
+
+
 def _json_flag(command: argparse.ArgumentParser) -> None:
     command.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -259,6 +286,14 @@ def parser() -> argparse.ArgumentParser:
                              help="directory of day files (default SHIM_DATA_DIR/bugs/logs)")
     restore_cmd.add_argument("--database", help="store URL to fill (default SHIM_DATABASE_URL)")
     _json_flag(restore_cmd)
+
+    migrate_cmd = add("migrate", "create or upgrade the database's tables (SQLite or Postgres)",
+                      cmd_migrate)
+    migrate_cmd.add_argument("--database", help="store URL to migrate (default SHIM_DATABASE_URL)")
+    migrate_cmd.add_argument("--sql", action="store_true",
+                             help="print the Postgres schema as SQL (for Supabase's SQL editor) "
+                             "instead of applying it")
+    _json_flag(migrate_cmd)
 
     replay_cmd = add("replay", "send recorded requests, envelope files or backup log day files "
                      "to a server again", cmd_replay)

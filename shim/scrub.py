@@ -27,7 +27,8 @@ _STRUCTURAL = frozenset({"filename", "abs_path", "module", "function", "lineno",
                          "category"})
 
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# A card number stands alone: not inside a UUID, a hex id or any other word-like token.
+_CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _FOUR_DIGITS = re.compile(r"\d{4}")  # every card number has four digits in a row
 
 

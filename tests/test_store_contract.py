@@ -9,7 +9,6 @@ are skipped, except under ``CI``, where they fail: CI must not go green without 
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg import new_database
 
 from shim.normalize import normalize_event
 from shim.records import Batch, CheckIn, ErrorLog, StatusChange
 from shim.store import Store, open_store
 
-ADMIN_URL = os.environ.get("SHIM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 MakeStore = Callable[..., Store]
@@ -56,30 +55,11 @@ def status(number: str, new: str | None, when: datetime, change_id: str | None =
 
 # Backends.
 
-def _postgres_admin() -> Any:
-    """A connection to the server's ``test`` database, or a skip (a failure under CI)."""
-    try:
-        import psycopg
-
-        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        reason = f"PostgreSQL not reachable at {ADMIN_URL}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: the Postgres store must be tested)")
-        pytest.skip(reason)
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A new, empty database on the Postgres server, dropped after the test."""
-    admin = _postgres_admin()
-    name = f"shim_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

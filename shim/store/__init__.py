@@ -5,6 +5,7 @@ Stores are synchronous and are driven from the writer's single thread; routes ne
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -48,6 +49,46 @@ class UnsupportedStore(ValueError):
     pass
 
 
+class MigrationError(RuntimeError):
+    """The schema could not be brought up to date (database unreachable, or a step failed)."""
+
+
+def apply_migrations(url: str) -> tuple[list[str], int]:
+    """Apply the schema steps the database at ``url`` has not seen (creating it if it is a new
+    SQLite file): the names of those applied, and the schema version it is at now."""
+    if url.startswith("sqlite://"):
+        import sqlite3
+
+        from shim.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+        try:
+            store = SQLiteStore(sqlite_path(url))
+        except (sqlite3.Error, OSError) as exc:
+            raise MigrationError(f"{url}: {exc}") from None
+        store.close()
+        first = SCHEMA_VERSION - store.steps_applied + 1
+        return [f"sqlite schema version {v}" for v in range(first, SCHEMA_VERSION + 1)], \
+            SCHEMA_VERSION
+    if url.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        from shim.store import migrate
+        from shim.store.postgres import redacted
+
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                applied = migrate.migrate(conn)
+        except psycopg.Error as exc:
+            raise MigrationError(f"{redacted(url)}: {str(exc).strip()}") from None
+        return applied, migrate.latest_version()
+    if url in ("supabase", "supabase://"):
+        raise MigrationError("the Supabase HTTP API cannot create tables: paste the output of "
+                             "`shim migrate --sql` into the SQL editor, or run `shim migrate "
+                             "--database <its postgresql:// connection string>`")
+    raise UnsupportedStore(f"no migrations for {url.split(':', 1)[0]!r} URLs;"
+                           " use sqlite:///PATH or postgresql://…")
+
+
 def open_store(url: str, related_logs: int = 20, server: bool = False) -> Store:
     """The store for ``url``; ``server=True`` also starts the store's background upkeep."""
     if url.startswith("sqlite://"):
@@ -59,8 +100,25 @@ def open_store(url: str, related_logs: int = 20, server: bool = False) -> Store:
         from shim.store.postgres import PostgresStore
 
         return PostgresStore(url, related_logs=related_logs)
+    if url in ("supabase", "supabase://"):
+        return _supabase_store(related_logs)
     raise UnsupportedStore(f"no store for {url.split(':', 1)[0]!r} URLs;"
-                           " use sqlite:///PATH or postgresql://…")
+                           " use sqlite:///PATH, postgresql://… or supabase")
+
+
+def _supabase_store(related_logs: int) -> Store:
+    """Supabase's HTTP API; the project and its service key come from SUPABASE_URL, SUPABASE_KEY."""
+    missing = [name for name in ("SUPABASE_URL", "SUPABASE_KEY") if not os.environ.get(name)]
+    if missing:
+        raise UnsupportedStore(f"SHIM_DATABASE_URL=supabase needs {' and '.join(missing)}"
+                               " (the project URL and its service key)")
+    try:
+        from shim.store.supabase import SupabaseStore
+    except ImportError as exc:
+        raise UnsupportedStore(f"the Supabase store needs the supabase client ({exc});"
+                               " pip install 'shim[supabase]'") from exc
+    return SupabaseStore(os.environ["SUPABASE_URL"], os.environ["SUPABASE_KEY"],
+                         related_logs=related_logs)
 
 
 def sqlite_path(url: str) -> str:

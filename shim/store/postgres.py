@@ -147,8 +147,15 @@ class PostgresStore:
         """Whether the database answers and takes writes (is not a read-only standby)."""
         try:
             with self.pool.connection(timeout=2.0) as conn:
-                row = conn.execute("SELECT NOT pg_is_in_recovery() AS writable").fetchone()
-                return bool(row and row["writable"])
+                # A standby, or a database set read-only (Supabase does that to a full disk).
+                row = conn.execute(
+                    "SELECT pg_is_in_recovery()"
+                    " OR current_setting('transaction_read_only')::boolean AS read_only"
+                ).fetchone()
+                if row is None or row["read_only"]:
+                    _drop(conn)
+                    return False
+                return True
         except (psycopg.Error, TimeoutError) as exc:
             log.debug("postgres ping failed: %s", exc)
             return False
@@ -161,7 +168,13 @@ class PostgresStore:
             self.migrate()
         payload = ingest_payload(batches, self.related_logs)
         with self.pool.connection() as conn:
-            row = conn.execute("SELECT shim_ingest(%s::jsonb) AS results", (payload,)).fetchone()
+            try:
+                row = conn.execute("SELECT shim_ingest(%s::jsonb) AS results",
+                                   (payload,)).fetchone()
+            except psycopg.errors.ReadOnlySqlTransaction as exc:
+                # The store is down, not the events poison: they wait in the backup log.
+                _drop(conn)
+                raise psycopg.OperationalError(f"the database takes no writes: {exc}") from exc
         assert row is not None
         results: list[list[Stored]] = []
         for batch, outcomes in zip(batches, row["results"], strict=True):
@@ -255,6 +268,12 @@ class PostgresStore:
                 " WHERE last_occurred_at >= %s::timestamptz ORDER BY occurrence_count DESC LIMIT 5",
                 (day_ago,)),
         }
+
+
+def _drop(conn: psycopg.Connection[Any]) -> None:
+    """Close ``conn`` so the pool replaces it: a session keeps the read-only default it started
+    with, so only a new one sees the database writable again."""
+    conn.close()
 
 
 def _is_uuid(value: str) -> bool:

@@ -146,7 +146,7 @@ class SQLiteStore(SQLiteReads):
         # A 64 MiB page cache keeps the hot index pages (event ids, fingerprints) in memory as
         # tables grow, so the per-event cost stays flat.
         self.db.execute("PRAGMA cache_size=-65536")
-        self.migrate()
+        self.steps_applied = self.migrate()  # what opening it did, for `shim migrate`
         self._checkpointer: Checkpointer | None = None
         if background_checkpoints and path != ":memory:":
             # Copying the WAL back into the database costs more the more distinct pages a big

@@ -2,67 +2,268 @@
 -- a batch in one call (so one write is one round trip and one transaction).
 -- Applied by shim/store/migrate.py, which owns schema_migrations and the advisory lock; a shipped
 -- file is never edited: a change is a new numbered file.
+--
+-- The same file builds a fresh database and adopts the tables of the in-house tracker this shim
+-- replaces (seed-style `bugs` and `error_logs` without event_id, fingerprint, occurrence_count,
+-- first/last_occurred_at...): every table is created if missing, then given each column it lacks;
+-- older rows are filled in, never dropped (tests/fixtures/legacy_schema.sql is such a database).
+-- Running it again changes nothing, which `shim migrate --sql` (pasted into Supabase) relies on.
 
-CREATE SEQUENCE bug_number_seq;
+-- On an older database most of the IF NOT EXISTS below skip, each with a notice.
+SET LOCAL client_min_messages = warning;
 
-CREATE TABLE bugs (
-    id                uuid PRIMARY KEY,  -- uuid5 of the fingerprint (shim.store.sqlite.bug_id_for)
-    bug_number        text NOT NULL UNIQUE,  -- BUG-00001, from bug_number_seq
-    title             text NOT NULL,
-    description       text,
-    severity          text NOT NULL CHECK (severity IN ('critical','high','medium','low')),
-    priority          text NOT NULL CHECK (priority IN ('urgent','high','medium','low')),
-    status            text NOT NULL DEFAULT 'open'
-                      CHECK (status IN ('open','in_progress','resolved','closed')),
-    component         text,
-    workspace_id      text,
-    error_type        text,
-    error_message     text,
-    stack_trace       text,
-    fingerprint       text NOT NULL UNIQUE,
-    grouping_version  integer NOT NULL,
-    occurrence_count  bigint NOT NULL DEFAULT 1,
-    first_occurred_at timestamptz NOT NULL,
-    last_occurred_at  timestamptz NOT NULL,
-    related_log_ids   jsonb NOT NULL DEFAULT '[]',  -- most recent error_logs ids, bounded
-    is_regression     boolean NOT NULL DEFAULT false,
-    assignee          text,
-    resolved_at       timestamptz,
-    created_at        timestamptz NOT NULL,
-    updated_at        timestamptz NOT NULL
+CREATE SEQUENCE IF NOT EXISTS bug_number_seq;
+
+CREATE TABLE IF NOT EXISTS bugs (
+    id uuid PRIMARY KEY  -- uuid5 of the fingerprint (shim.store.sqlite.bug_id_for)
 );
-CREATE INDEX bugs_open_last ON bugs (last_occurred_at) WHERE status = 'open';
-CREATE INDEX bugs_last ON bugs (last_occurred_at);
+ALTER TABLE bugs
+    ADD COLUMN IF NOT EXISTS bug_number        text,  -- BUG-00001, from bug_number_seq
+    ADD COLUMN IF NOT EXISTS title             text,
+    ADD COLUMN IF NOT EXISTS description       text,
+    ADD COLUMN IF NOT EXISTS severity          text,  -- critical, high, medium, low
+    ADD COLUMN IF NOT EXISTS priority          text,  -- urgent, high, medium, low
+    ADD COLUMN IF NOT EXISTS status            text,  -- open, in_progress, resolved, closed
+    ADD COLUMN IF NOT EXISTS component         text,
+    ADD COLUMN IF NOT EXISTS workspace_id      text,
+    ADD COLUMN IF NOT EXISTS error_type        text,
+    ADD COLUMN IF NOT EXISTS error_message     text,
+    ADD COLUMN IF NOT EXISTS stack_trace       text,
+    ADD COLUMN IF NOT EXISTS fingerprint       text,
+    ADD COLUMN IF NOT EXISTS grouping_version  integer,  -- 0: a bug of the older tracker
+    ADD COLUMN IF NOT EXISTS occurrence_count  bigint,
+    ADD COLUMN IF NOT EXISTS first_occurred_at timestamptz,
+    ADD COLUMN IF NOT EXISTS last_occurred_at  timestamptz,
+    ADD COLUMN IF NOT EXISTS related_log_ids   jsonb,  -- most recent error_logs ids, bounded
+    ADD COLUMN IF NOT EXISTS is_regression     boolean,
+    ADD COLUMN IF NOT EXISTS assignee          text,
+    ADD COLUMN IF NOT EXISTS resolved_at       timestamptz,
+    ADD COLUMN IF NOT EXISTS created_at        timestamptz,
+    ADD COLUMN IF NOT EXISTS updated_at        timestamptz;
 
-CREATE TABLE error_logs (
-    id             uuid PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS error_logs (
+    id uuid PRIMARY KEY
+);
+ALTER TABLE error_logs
     -- SQLite's rowid: insertion order, the ``cursor`` of list_logs.
-    seq            bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-    event_id       text NOT NULL UNIQUE,
-    project_id     text,
-    log_level      text NOT NULL
-                   CHECK (log_level IN ('debug','info','warning','error','critical')),
-    component      text,
-    message        text,
-    context        jsonb,
-    error_type     text,
-    error_message  text,
-    stack_trace    text,
-    request_id     text,
-    workspace_id   text,
-    fingerprint    text,
-    -- Deferred: shim_ingest inserts the log (to learn which events are new, race-free) before
-    -- it upserts the bug; the bug's id is known in advance (uuid5 of the fingerprint).
-    related_bug_id uuid REFERENCES bugs (id) DEFERRABLE INITIALLY DEFERRED,
-    item_type      text NOT NULL DEFAULT 'event',
-    created_at     timestamptz NOT NULL,
-    received_at    timestamptz NOT NULL
-);
-CREATE INDEX error_logs_created ON error_logs (created_at);
-CREATE INDEX error_logs_component ON error_logs (component, created_at);
-CREATE INDEX error_logs_bug ON error_logs (related_bug_id, created_at);
+    ADD COLUMN IF NOT EXISTS seq            bigint GENERATED ALWAYS AS IDENTITY,
+    ADD COLUMN IF NOT EXISTS event_id       text,
+    ADD COLUMN IF NOT EXISTS project_id     text,
+    ADD COLUMN IF NOT EXISTS log_level      text,  -- debug, info, warning, error, critical
+    ADD COLUMN IF NOT EXISTS component      text,
+    ADD COLUMN IF NOT EXISTS message        text,
+    ADD COLUMN IF NOT EXISTS context        jsonb,
+    ADD COLUMN IF NOT EXISTS error_type     text,
+    ADD COLUMN IF NOT EXISTS error_message  text,
+    ADD COLUMN IF NOT EXISTS stack_trace    text,
+    ADD COLUMN IF NOT EXISTS request_id     text,
+    ADD COLUMN IF NOT EXISTS workspace_id   text,
+    ADD COLUMN IF NOT EXISTS fingerprint    text,
+    ADD COLUMN IF NOT EXISTS related_bug_id uuid,
+    ADD COLUMN IF NOT EXISTS item_type      text,
+    ADD COLUMN IF NOT EXISTS created_at     timestamptz,
+    ADD COLUMN IF NOT EXISTS received_at    timestamptz;
 
-CREATE TABLE check_ins (
+-- Columns an older table already had may have other types: make them the ones shim_ingest writes
+-- (a varchar(200) title would refuse a longer one, a uuid workspace_id a tag like "ws-1").
+DO $adopt$
+DECLARE
+    col record;
+BEGIN
+    FOR col IN
+        SELECT table_name, column_name,
+               CASE data_type WHEN 'timestamp without time zone' THEN 'timestamptz'
+                              WHEN 'json' THEN 'jsonb' ELSE 'text' END AS wanted
+        FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name IN ('bugs', 'error_logs')
+          AND column_name NOT IN ('id', 'related_bug_id')
+          AND data_type IN ('character varying', 'character', 'uuid', 'timestamp without time zone',
+                            'json')
+          AND column_name = ANY (ARRAY['bug_number', 'title', 'description', 'severity',
+              'priority', 'status', 'component', 'workspace_id', 'error_type', 'error_message',
+              'stack_trace', 'fingerprint', 'assignee', 'resolved_at', 'created_at', 'updated_at',
+              'event_id', 'project_id', 'log_level', 'message', 'context', 'request_id',
+              'item_type', 'received_at'])
+    LOOP
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE %s USING %I::%s', col.table_name,
+                       col.column_name, col.wanted, col.column_name, col.wanted);
+    END LOOP;
+END
+$adopt$;
+
+-- Older rows: values outside the allowed sets mapped into them, new columns filled. Each bug keeps
+-- a fingerprint of its own ('legacy:' + md5 of its id: two bugs of the same title stay two), so
+-- new events, grouped by stack frames, open new bugs rather than touch the older ones.
+UPDATE bugs SET severity = CASE
+        WHEN lower(btrim(severity)) IN ('critical', 'high', 'medium', 'low')
+            THEN lower(btrim(severity))
+        WHEN lower(btrim(severity)) IN ('fatal', 'blocker', 'urgent') THEN 'critical'
+        WHEN lower(btrim(severity)) IN ('major', 'error', 'serious') THEN 'high'
+        WHEN lower(btrim(severity)) IN ('minor', 'trivial', 'info', 'debug') THEN 'low'
+        ELSE 'medium' END
+WHERE severity IS NULL OR severity NOT IN ('critical', 'high', 'medium', 'low');
+
+UPDATE bugs SET priority = CASE
+        WHEN lower(btrim(priority)) IN ('urgent', 'high', 'medium', 'low')
+            THEN lower(btrim(priority))
+        WHEN lower(btrim(priority)) IN ('critical', 'highest', 'blocker', 'immediate', 'p0')
+            THEN 'urgent'
+        WHEN lower(btrim(priority)) = 'p1' THEN 'high'
+        WHEN lower(btrim(priority)) IN ('normal', 'p2') THEN 'medium'
+        WHEN lower(btrim(priority)) IN ('lowest', 'minor', 'p3', 'p4') THEN 'low'
+        -- the shim's own rule: the priority that goes with the severity
+        WHEN severity = 'critical' THEN 'urgent'
+        ELSE severity END
+WHERE priority IS NULL OR priority NOT IN ('urgent', 'high', 'medium', 'low');
+
+UPDATE bugs SET status = CASE regexp_replace(lower(btrim(status)), '[\s-]+', '_', 'g')
+        WHEN 'open' THEN 'open'
+        WHEN 'in_progress' THEN 'in_progress'
+        WHEN 'resolved' THEN 'resolved'
+        WHEN 'closed' THEN 'closed'
+        WHEN 'investigating' THEN 'in_progress'
+        WHEN 'assigned' THEN 'in_progress'
+        WHEN 'acknowledged' THEN 'in_progress'
+        WHEN 'fixed' THEN 'resolved'
+        WHEN 'done' THEN 'resolved'
+        WHEN 'verified' THEN 'resolved'
+        WHEN 'wont_fix' THEN 'closed'
+        WHEN 'won''t_fix' THEN 'closed'
+        WHEN 'wontfix' THEN 'closed'
+        WHEN 'duplicate' THEN 'closed'
+        WHEN 'invalid' THEN 'closed'
+        WHEN 'ignored' THEN 'closed'
+        WHEN 'archived' THEN 'closed'
+        ELSE 'open' END  -- new, reopened, todo, unknown or missing
+WHERE status IS NULL OR status NOT IN ('open', 'in_progress', 'resolved', 'closed');
+
+-- A bug's occurrences are its related logs (at least the one that opened it).
+WITH related AS (
+    SELECT b.id, count(l.id) AS n, min(l.created_at) AS first_at, max(l.created_at) AS last_at,
+           (SELECT coalesce(jsonb_agg(recent.id ORDER BY recent.at, recent.seq), '[]')
+            FROM (SELECT r.id::text AS id, r.created_at AS at, r.seq FROM error_logs AS r
+                  WHERE r.related_bug_id = b.id
+                  ORDER BY r.created_at DESC, r.seq DESC LIMIT 20) AS recent) AS recent
+    FROM bugs AS b LEFT JOIN error_logs AS l ON l.related_bug_id = b.id
+    WHERE b.fingerprint IS NULL
+    GROUP BY b.id
+)
+UPDATE bugs AS b SET
+    fingerprint = 'legacy:' || md5(b.id::text),
+    grouping_version = 0,
+    title = coalesce(b.title, b.error_type, b.bug_number, 'untitled'),
+    occurrence_count = greatest(r.n, 1),
+    first_occurred_at = coalesce(r.first_at, b.created_at, now()),
+    last_occurred_at = coalesce(r.last_at, b.created_at, now()),
+    related_log_ids = r.recent,
+    is_regression = false,
+    resolved_at = CASE WHEN b.status = 'resolved'
+                       THEN coalesce(b.updated_at, b.created_at, now()) END,
+    created_at = coalesce(b.created_at, r.first_at, now()),
+    updated_at = coalesce(b.updated_at, b.created_at, r.last_at, now())
+FROM related AS r
+WHERE r.id = b.id;
+
+-- New bug numbers follow the highest one already given.
+SELECT setval('bug_number_seq', max(substring(bug_number FROM '^BUG-([0-9]{1,18})$')::bigint))
+FROM bugs
+HAVING max(substring(bug_number FROM '^BUG-([0-9]{1,18})$')::bigint) > 0;
+UPDATE bugs SET bug_number = 'BUG-' || lpad(nextval('bug_number_seq')::text, 5, '0')
+WHERE bug_number IS NULL;
+
+UPDATE error_logs SET log_level = CASE lower(btrim(log_level))
+        WHEN 'debug' THEN 'debug'
+        WHEN 'trace' THEN 'debug'
+        WHEN 'info' THEN 'info'
+        WHEN 'notice' THEN 'info'
+        WHEN 'warning' THEN 'warning'
+        WHEN 'warn' THEN 'warning'
+        WHEN 'critical' THEN 'critical'
+        WHEN 'fatal' THEN 'critical'
+        ELSE 'error' END
+WHERE log_level IS NULL OR log_level NOT IN ('debug', 'info', 'warning', 'error', 'critical');
+
+-- A log's event_id is its id's hex (what a Sentry event id looks like); its fingerprint its bug's.
+UPDATE error_logs AS l SET
+    event_id = replace(l.id::text, '-', ''),
+    fingerprint = coalesce(
+        (SELECT b.fingerprint FROM bugs AS b WHERE b.id = l.related_bug_id),
+        'legacy:' || md5(jsonb_build_array(l.error_type, l.component,
+                                           coalesce(l.error_message, l.message))::text)),
+    item_type = coalesce(l.item_type, 'event'),
+    created_at = coalesce(l.created_at, now()),
+    received_at = coalesce(l.received_at, l.created_at, now())
+WHERE l.event_id IS NULL;
+
+-- Now every row has them: the constraints of the contract.
+ALTER TABLE bugs
+    ALTER COLUMN bug_number SET NOT NULL,
+    ALTER COLUMN title SET NOT NULL,
+    ALTER COLUMN severity SET NOT NULL,
+    ALTER COLUMN priority SET NOT NULL,
+    ALTER COLUMN status SET NOT NULL,
+    ALTER COLUMN status SET DEFAULT 'open',
+    ALTER COLUMN fingerprint SET NOT NULL,
+    ALTER COLUMN grouping_version SET NOT NULL,
+    ALTER COLUMN occurrence_count SET NOT NULL,
+    ALTER COLUMN occurrence_count SET DEFAULT 1,
+    ALTER COLUMN first_occurred_at SET NOT NULL,
+    ALTER COLUMN last_occurred_at SET NOT NULL,
+    ALTER COLUMN related_log_ids SET NOT NULL,
+    ALTER COLUMN related_log_ids SET DEFAULT '[]',
+    ALTER COLUMN is_regression SET NOT NULL,
+    ALTER COLUMN is_regression SET DEFAULT false,
+    ALTER COLUMN created_at SET NOT NULL,
+    ALTER COLUMN updated_at SET NOT NULL,
+    DROP CONSTRAINT IF EXISTS bugs_severity_check,
+    DROP CONSTRAINT IF EXISTS bugs_priority_check,
+    DROP CONSTRAINT IF EXISTS bugs_status_check,
+    ADD CONSTRAINT bugs_severity_check CHECK (severity IN ('critical','high','medium','low')),
+    ADD CONSTRAINT bugs_priority_check CHECK (priority IN ('urgent','high','medium','low')),
+    ADD CONSTRAINT bugs_status_check
+        CHECK (status IN ('open','in_progress','resolved','closed'));
+CREATE UNIQUE INDEX IF NOT EXISTS bugs_bug_number_key ON bugs (bug_number);
+CREATE UNIQUE INDEX IF NOT EXISTS bugs_fingerprint_key ON bugs (fingerprint);
+CREATE INDEX IF NOT EXISTS bugs_open_last ON bugs (last_occurred_at) WHERE status = 'open';
+CREATE INDEX IF NOT EXISTS bugs_last ON bugs (last_occurred_at);
+
+ALTER TABLE error_logs
+    ALTER COLUMN event_id SET NOT NULL,
+    ALTER COLUMN log_level SET NOT NULL,
+    ALTER COLUMN item_type SET NOT NULL,
+    ALTER COLUMN item_type SET DEFAULT 'event',
+    ALTER COLUMN created_at SET NOT NULL,
+    ALTER COLUMN received_at SET NOT NULL,
+    DROP CONSTRAINT IF EXISTS error_logs_log_level_check,
+    ADD CONSTRAINT error_logs_log_level_check
+        CHECK (log_level IN ('debug','info','warning','error','critical'));
+CREATE UNIQUE INDEX IF NOT EXISTS error_logs_event_id_key ON error_logs (event_id);
+CREATE UNIQUE INDEX IF NOT EXISTS error_logs_seq_key ON error_logs (seq);
+CREATE INDEX IF NOT EXISTS error_logs_created ON error_logs (created_at);
+CREATE INDEX IF NOT EXISTS error_logs_component ON error_logs (component, created_at);
+CREATE INDEX IF NOT EXISTS error_logs_bug ON error_logs (related_bug_id, created_at);
+
+-- Deferred: shim_ingest inserts the log (to learn which events are new, race-free) before it
+-- upserts the bug; the bug's id is known in advance (uuid5 of the fingerprint). An older table's
+-- own foreign key on related_bug_id is replaced by this one.
+DO $adopt$
+DECLARE
+    fk record;
+BEGIN
+    FOR fk IN
+        SELECT c.conname FROM pg_constraint AS c
+        JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+        WHERE c.conrelid = 'error_logs'::regclass AND c.contype = 'f'
+          AND a.attname = 'related_bug_id'
+    LOOP
+        EXECUTE format('ALTER TABLE error_logs DROP CONSTRAINT %I', fk.conname);
+    END LOOP;
+END
+$adopt$;
+ALTER TABLE error_logs ADD CONSTRAINT error_logs_related_bug_id_fkey
+    FOREIGN KEY (related_bug_id) REFERENCES bugs (id) DEFERRABLE INITIALLY DEFERRED;
+
+CREATE TABLE IF NOT EXISTS check_ins (
     check_in_id    text PRIMARY KEY,  -- as the SDK sent it
     project_id     text,
     monitor_slug   text NOT NULL,
@@ -74,16 +275,16 @@ CREATE TABLE check_ins (
     created_at     timestamptz NOT NULL,
     updated_at     timestamptz NOT NULL
 );
-CREATE INDEX check_ins_monitor ON check_ins (monitor_slug, created_at);
+CREATE INDEX IF NOT EXISTS check_ins_monitor ON check_ins (monitor_slug, created_at);
 
-CREATE TABLE item_counts (
+CREATE TABLE IF NOT EXISTS item_counts (
     hour      timestamptz NOT NULL,  -- receive hour, truncated in UTC
     item_type text NOT NULL,
     count     bigint NOT NULL,
     PRIMARY KEY (hour, item_type)
 );
 
-CREATE TABLE status_changes (
+CREATE TABLE IF NOT EXISTS status_changes (
     change_id  text PRIMARY KEY,
     bug_id     uuid NOT NULL REFERENCES bugs (id),
     bug_number text NOT NULL,
@@ -92,10 +293,11 @@ CREATE TABLE status_changes (
     changed_by text,
     at         timestamptz NOT NULL
 );
-CREATE INDEX status_changes_bug ON status_changes (bug_id, at);
+CREATE INDEX IF NOT EXISTS status_changes_bug ON status_changes (bug_id, at);
 
 -- Supabase exposes the public schema through its REST API: with RLS on and no policies, the anon
--- and authenticated roles see nothing; the shim connects as the owner (or service role).
+-- and authenticated roles see nothing; the shim connects as the owner (or service role). Policies
+-- an older database already has are left as they are.
 ALTER TABLE bugs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE error_logs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE check_ins ENABLE ROW LEVEL SECURITY;
@@ -109,7 +311,7 @@ ALTER TABLE schema_migrations ENABLE ROW LEVEL SECURITY;
 -- Returns, per batch, per error_log: [duplicate, bug_id | null, bug_number | null].
 -- Events go in runs; a batch with status changes is a run of its own whose changes apply after its
 -- events, so "resolved, then it happened again" keeps its order (as in the SQLite store).
-CREATE FUNCTION shim_ingest(batch jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION shim_ingest(batch jsonb) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
@@ -338,3 +540,20 @@ BEGIN
     RETURN results;
 END
 $fn$;
+
+-- Only the shim may call the write function: functions are executable by PUBLIC by default, and on
+-- Supabase the anon and authenticated roles (the public keys) would otherwise reach it over RPC.
+REVOKE EXECUTE ON FUNCTION shim_ingest(jsonb) FROM PUBLIC;
+DO $grants$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+        REVOKE EXECUTE ON FUNCTION shim_ingest(jsonb) FROM anon;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+        REVOKE EXECUTE ON FUNCTION shim_ingest(jsonb) FROM authenticated;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+        GRANT EXECUTE ON FUNCTION shim_ingest(jsonb) TO service_role;
+    END IF;
+END
+$grants$;
