@@ -7,6 +7,7 @@ built by the lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -37,6 +38,7 @@ from shim.errors import (
     InvalidEvent,
     ItemsRejected,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     ShimError,
 )
@@ -94,8 +96,12 @@ async def _body(request: Request, settings: Settings) -> bytes:
     if length and length.isascii() and length.isdigit() and int(length) > settings.max_body_bytes:
         raise PayloadTooLarge(f"body is larger than {settings.max_body_bytes} bytes",
                               limit=settings.max_body_bytes)
-    return await read_body(request.stream(), request.headers.get("content-encoding"),
-                           settings.max_body_bytes, settings.max_decoded_bytes)
+    try:
+        async with asyncio.timeout(settings.read_timeout):
+            return await read_body(request.stream(), request.headers.get("content-encoding"),
+                                   settings.max_body_bytes, settings.max_decoded_bytes)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {settings.read_timeout:g} s") from None
 
 
 async def _commit(state: State, batch: Batch, key: str) -> None:

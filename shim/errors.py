@@ -66,6 +66,13 @@ class MethodNotAllowed(ShimError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(ShimError):
+    """The body did not arrive in time (a client trickling bytes holds a connection open)."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(ShimError):
     status = 413
     code = "payload_too_large"

@@ -123,6 +123,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest request body accepted after decompression."),
     Setting("SHIM_MAX_EVENT_BYTES", "max_event_bytes", _positive_int, str(1024 * 1024),
             "Largest single event, log or check-in item; larger items are skipped and reported."),
+    Setting("SHIM_READ_TIMEOUT", "read_timeout", _positive_float, "30",
+            "Seconds a request body may take to arrive; slower senders get 408."),
     Setting("SHIM_RELATED_LOGS", "related_logs", _positive_int, "20",
             "How many of the most recent error_logs ids a bug keeps in `related_log_ids`."),
     Setting("SHIM_EXPORT_INTERVAL", "export_interval", _positive_float, "5",
@@ -153,6 +155,7 @@ class Settings:
     max_body_bytes: int
     max_decoded_bytes: int
     max_event_bytes: int
+    read_timeout: float
     related_logs: int
     export_interval: float
     scrub_keys: tuple[str, ...] | None
