@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import logging
 import time
 import zlib
@@ -50,6 +51,7 @@ from shim.records import Batch
 from shim.scrub import Scrubber
 from shim.settings import Settings
 from shim.store import Store, open_store
+from shim.storm import StormGuard
 from shim.writer import StoreFailed, Writer
 
 log = logging.getLogger("shim")
@@ -73,6 +75,7 @@ class State:
                              max_event_bytes=settings.max_event_bytes,
                              scrubber=Scrubber(settings.scrub_keys or ()))
         self.limiter = RateLimiter(settings.rate_limit_per_key, settings.rate_limit)
+        self.storm = StormGuard(settings.storm_threshold)
         self.items: Counter[str] = Counter()
         self.stored = 0
         self.duplicates = 0
@@ -108,6 +111,8 @@ async def _commit(state: State, batch: Batch, key: str) -> None:
     if batch.is_empty():
         return
     state.limiter.take(key, len(batch.error_logs))  # raises RateLimited: nothing is stored
+    if batch.error_logs:
+        batch = dataclasses.replace(batch, error_logs=state.storm.admit(batch.error_logs))
     try:
         stored = await state.writer.submit(batch)
     except StoreFailed as exc:
@@ -199,6 +204,7 @@ async def healthz(request: Request) -> Response:
         "transactions": state.writer.transactions,
         "items": dict(state.items),
         "rate_limited": state.limiter.refused,
+        "stored_slim": state.storm.slimmed,
     # Unable to keep events at all (the backup log cannot be written): unhealthy, so a container
     # health check notices. A store that is only behind still takes events: healthy, degraded.
     }, status_code=503 if writer.log_error else 200)

@@ -134,6 +134,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Events (and log records) per minute one DSN key may send before 429; 0: no limit."),
     Setting("SHIM_RATE_LIMIT", "rate_limit", _count, "0",
             "Events (and log records) per minute for the whole server before 429; 0: no limit."),
+    Setting("SHIM_STORM_THRESHOLD", "storm_threshold", _count, "1000",
+            "Events of one fingerprint per hour stored in full; later repeats are stored slim "
+            "(no stack trace or context) but still counted; 0: always in full."),
     Setting("SHIM_SCRUB_KEYS", "scrub_keys", _words, None,
             "Extra key names whose values are replaced by `[Filtered]` (besides password, "
             "secret, token, api_key, authorization, cookie, session...), comma-separated."),
@@ -161,6 +164,7 @@ class Settings:
     scrub_keys: tuple[str, ...] | None
     rate_limit_per_key: int
     rate_limit: int
+    storm_threshold: int
     cors_origins: tuple[str, ...]
     log_level: str
 

@@ -1,0 +1,72 @@
+"""Error storms: past the threshold, repeats are stored slim but still counted exactly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from conftest import LiveServer, expect_ok, run_script, script
+
+from shim.normalize import normalize_event
+from shim.records import ErrorLog
+from shim.storm import WINDOW, StormGuard
+
+RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def crash(message: str = "boom 1") -> ErrorLog:
+    return normalize_event({
+        "level": "fatal", "message": message, "tags": {"component": "ocr"},
+        "exception": {"values": [{"type": "ValueError", "value": message, "stacktrace": {
+            "frames": [{"module": "ocr", "function": "scan", "lineno": 3, "in_app": True}]}}]},
+        "extra": {"page": 3},
+    }, event_id=uuid.uuid4().hex, project_id="1", received=RECEIVED, bug_level="critical")
+
+
+class Clock:
+    now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_full_until_the_threshold_then_slim_then_full_again_next_window() -> None:
+    clock = Clock()
+    guard = StormGuard(threshold=3, clock=clock)
+    rows = guard.admit([crash(f"boom {i}") for i in range(5)])
+    assert [r.stack_trace is not None for r in rows] == [True, True, True, False, False]
+    slim = rows[-1]
+    assert slim.fingerprint == rows[0].fingerprint and slim.error_type == "ValueError"
+    assert "extra" not in slim.context and slim.context["storm"]["slimmed"] is True
+    assert slim.context["tags"] == {"component": "ocr"}
+    assert guard.slimmed == 2
+    clock.now += WINDOW
+    assert guard.admit([crash()])[0].stack_trace is not None
+
+
+def test_zero_means_always_in_full() -> None:
+    rows = StormGuard(threshold=0).admit([crash() for _ in range(10)])
+    assert all(r.stack_trace for r in rows)
+
+
+@pytest.mark.parametrize("live_server", [{"SHIM_STORM_THRESHOLD": "5"}], indirect=True)
+def test_a_storm_through_the_sdk_keeps_counts_exact(live_server: LiveServer) -> None:
+    expect_ok(run_script(script("""
+        import os, sentry_sdk
+        sentry_sdk.init(dsn=os.environ["SENTRY_DSN"])
+        def scan(page):
+            raise ValueError(f"page {page} unreadable")
+        for page in range(30):
+            try:
+                scan(page)
+            except ValueError:
+                with sentry_sdk.new_scope() as scope:
+                    scope.set_level("fatal")
+                    sentry_sdk.capture_exception()
+    """), live_server.dsn))
+    rows = live_server.error_logs()
+    [bug] = live_server.bugs()
+    assert len(rows) == 30 and bug["occurrence_count"] == 30
+    assert sum(1 for r in rows if r["stack_trace"]) == 5
+    assert all(r["related_bug_id"] == bug["id"] for r in rows)
