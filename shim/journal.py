@@ -26,14 +26,10 @@ class StoreDown(Exception):
 
 
 def _store_trouble(exc: BaseException) -> bool:
-    """A failure of the store itself (disk full, I/O error, lock, lost connection), not of the data.
-
-    DB-API drivers (sqlite3, psycopg) raise ``OperationalError`` for these. ``ping`` cannot tell:
-    it writes nothing, so it succeeds on a full disk, and the events would be set aside as poison
-    (and never applied) instead of waiting in the log for the store to recover.
-    """
-    return isinstance(exc, OSError | MemoryError) or any(
-        cls.__name__ == "OperationalError" for cls in type(exc).__mro__)
+    """A failure of the store itself, not of the data. Stores say so (``StoreUnavailable``, an
+    ``OSError``); ``ping`` alone cannot tell: it writes nothing, so it succeeds on a full disk, and
+    the events would be set aside as poison instead of waiting in the log for the store."""
+    return isinstance(exc, OSError | MemoryError)
 
 
 class Journal:

@@ -37,9 +37,9 @@ import shim.store.supabase as supabase_store
 from shim.app import create_app
 from shim.auth import Keys
 from shim.settings import Settings
-from shim.store import UnsupportedStore, migrate, open_store
+from shim.store import StoreUnavailable, UnsupportedStore, migrate, open_store
 from shim.store.postgres import PostgresStore, ingest_payload
-from shim.store.supabase import SchemaNotApplied, StoreUnavailable, SupabaseStore
+from shim.store.supabase import SchemaNotApplied, SupabaseStore
 
 __all__ = ["postgres_url"]  # a fixture, used by the ones below
 

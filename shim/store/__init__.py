@@ -45,6 +45,12 @@ class Store(Protocol):
     def stats(self, hour_ago: str, day_ago: str) -> dict[str, Any]: ...
 
 
+class StoreUnavailable(ConnectionError):
+    """Raised by a store's ``write`` when the store itself failed (down, locked, read-only, disk
+    full, connection lost), not the data: the journal then keeps the events in the backup log and
+    retries, instead of setting them aside as refused."""
+
+
 class UnsupportedStore(ValueError):
     pass
 

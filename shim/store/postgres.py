@@ -23,9 +23,10 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from shim.records import Batch, Stored
+from shim.store import StoreUnavailable
 from shim.store import migrate as schema
 from shim.store.sqlite import bug_id_for
 from shim.store.sqlite_reads import LEVEL_RANK
@@ -105,6 +106,16 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int) -> str:
     return text.decode()
 
 
+def stored_from(batches: Sequence[Batch], outcomes: Sequence[Any]) -> list[list[Stored]]:
+    """What ``shim_ingest`` returned (per batch, per event: duplicate, bug id, bug number), as the
+    Store protocol says it: shared by every backend that calls the function."""
+    return [
+        [Stored(event_id=log_row.event_id, duplicate=bool(duplicate),
+                bug_id=None if bug_id is None else str(bug_id), bug_number=bug_number)
+         for log_row, (duplicate, bug_id, bug_number) in zip(batch.error_logs, results, strict=True)]
+        for batch, results in zip(batches, outcomes, strict=True)]
+
+
 def redacted(url: str) -> str:
     """``url`` without its password, for ``/healthz`` and logs."""
     parts = urlsplit(url)
@@ -164,26 +175,22 @@ class PostgresStore:
         return {"backend": "postgres", "url": redacted(self.url)}
 
     def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
-        if not self._migrated:
-            self.migrate()
         payload = ingest_payload(batches, self.related_logs)
-        with self.pool.connection() as conn:
-            try:
-                row = conn.execute("SELECT shim_ingest(%s::jsonb) AS results",
-                                   (payload,)).fetchone()
-            except psycopg.errors.ReadOnlySqlTransaction as exc:
-                # The store is down, not the events poison: they wait in the backup log.
-                _drop(conn)
-                raise psycopg.OperationalError(f"the database takes no writes: {exc}") from exc
+        try:
+            if not self._migrated:
+                self.migrate()
+            with self.pool.connection() as conn:
+                try:
+                    row = conn.execute("SELECT shim_ingest(%s::jsonb) AS results",
+                                       (payload,)).fetchone()
+                except psycopg.errors.ReadOnlySqlTransaction as exc:
+                    # The store is down, not the events poison: they wait in the backup log.
+                    _drop(conn)
+                    raise StoreUnavailable(f"the database takes no writes: {exc}") from exc
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"{redacted(self.url)}: {exc}") from exc
         assert row is not None
-        results: list[list[Stored]] = []
-        for batch, outcomes in zip(batches, row["results"], strict=True):
-            results.append([
-                Stored(event_id=log_row.event_id, duplicate=bool(duplicate),
-                       bug_id=None if bug_id is None else str(bug_id), bug_number=bug_number)
-                for log_row, (duplicate, bug_id, bug_number)
-                in zip(batch.error_logs, outcomes, strict=True)])
-        return results
+        return stored_from(batches, row["results"])
 
     # Reads: same arguments and row shapes as SQLiteReads.
 
@@ -214,7 +221,7 @@ class PostgresStore:
         return rows[0] if rows else None
 
     def status_history(self, bug_id: str) -> list[dict[str, Any]]:
-        if not _is_uuid(bug_id):
+        if not is_uuid(bug_id):
             return []
         return self._all("SELECT * FROM status_changes WHERE bug_id = %s::uuid ORDER BY at",
                          (bug_id,))
@@ -233,7 +240,7 @@ class PostgresStore:
             where.append("l.component = %s")
             params.append(component)
         if bug_id is not None:
-            if not _is_uuid(bug_id):
+            if not is_uuid(bug_id):
                 return []
             where.append("l.related_bug_id = %s::uuid")
             params.append(bug_id)
@@ -276,7 +283,7 @@ def _drop(conn: psycopg.Connection[Any]) -> None:
     conn.close()
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
     except ValueError:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from shim.records import Batch, ErrorLog, StatusChange, Stored
+from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
 from shim.store.sqlite_reads import SQLiteReads
 
@@ -199,14 +200,17 @@ class SQLiteStore(SQLiteReads):
 
     def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            results = self._write(batches)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                results = self._write(batches)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:  # locked, disk full, I/O error: not the data
+            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
         return results
 
     def _write(self, batches: Sequence[Batch]) -> list[list[Stored]]:

@@ -13,7 +13,6 @@ for Supabase's SQL editor, and ``migrate`` only checks that it was applied.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +23,9 @@ from postgrest import APIError, CountMethod, SyncSelectRequestBuilder
 from supabase import Client, ClientOptions, create_client
 
 from shim.records import Batch, Stored
+from shim.store import StoreUnavailable
 from shim.store import migrate as schema
-from shim.store.postgres import ingest_payload
+from shim.store.postgres import ingest_payload, is_uuid, stored_from
 from shim.store.sqlite_reads import LEVEL_RANK
 
 log = logging.getLogger("shim.store")
@@ -41,13 +41,6 @@ APPLY_SCHEMA = ("apply the schema in Supabase's SQL editor: run `shim migrate --
                 " it prints")
 
 Query = SyncSelectRequestBuilder
-
-
-class StoreUnavailable(ConnectionError):
-    """Supabase cannot take the request now (network, key, server, missing schema).
-
-    An ``OSError``, so the journal keeps the events in the backup log and retries, instead of
-    setting the batch aside as one the database refused."""
 
 
 class SchemaNotApplied(StoreUnavailable):
@@ -75,14 +68,6 @@ def _hour(moment: str) -> str:
     """The start of ``moment``'s hour in UTC, as ``date_trunc('hour', …, 'UTC')``."""
     when = datetime.fromisoformat(moment).astimezone(UTC)
     return when.replace(minute=0, second=0, microsecond=0).isoformat()
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 class SupabaseStore:
@@ -149,11 +134,7 @@ class SupabaseStore:
         # ingest_payload gives text (for psycopg); the client wants the value it will encode.
         payload = orjson.loads(ingest_payload(batches, self.related_logs))
         outcomes = self._run(self.client.rpc("shim_ingest", {"batch": payload})).data
-        return [
-            [Stored(event_id=row.event_id, duplicate=bool(duplicate),
-                    bug_id=None if bug_id is None else str(bug_id), bug_number=bug_number)
-             for row, (duplicate, bug_id, bug_number) in zip(batch.error_logs, results, strict=True)]
-            for batch, results in zip(batches, outcomes, strict=True)]
+        return stored_from(batches, outcomes)
 
     # Reads: same arguments and row shapes as SQLiteReads and PostgresStore.
 
@@ -201,7 +182,7 @@ class SupabaseStore:
         return rows[0] if rows else None
 
     def status_history(self, bug_id: str) -> list[dict[str, Any]]:
-        if not _is_uuid(bug_id):
+        if not is_uuid(bug_id):
             return []
         return self._rows(lambda: self.client.table("status_changes").select("*")
                           .eq("bug_id", bug_id).order("at"))
@@ -210,7 +191,7 @@ class SupabaseStore:
                   bug_id: str | None = None, after: int | None = None,
                   limit: int = 50) -> list[dict[str, Any]]:
         """The most recent logs, oldest first; ``after`` (a ``cursor``) gives only newer ones."""
-        if bug_id is not None and not _is_uuid(bug_id):
+        if bug_id is not None and not is_uuid(bug_id):
             return []
         rows: list[dict[str, Any]] = []
         while len(rows) < limit:
