@@ -219,6 +219,13 @@ def sdk_problems(result: subprocess.CompletedProcess[str]) -> list[str]:
             if re.search(r"\[sentry\] (WARNING|ERROR)", line)]
 
 
+def script_stderr(result: subprocess.CompletedProcess[str]) -> str:
+    """The child's stderr without the SDK's debug lines. Those come from the SDK's worker thread
+    and can land inside a line the script is writing (Python prints a traceback's last line as the
+    type, ": " and the value in separate writes), so they are cut out wherever they start."""
+    return re.sub(r" ?\[sentry\] (DEBUG|INFO): [^\n]*\n", "", result.stderr)
+
+
 def answers_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     """What ``probe.print_answers()`` printed: one dict per request the SDK made."""
     for line in result.stdout.splitlines():

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import LiveServer, answers_of, expect_ok, run_script, script
+from conftest import LiveServer, answers_of, expect_ok, run_script, script, script_stderr
 
 DURING_HANDLING = "During handling of the above exception, another exception occurred:"
 DIRECT_CAUSE = "The above exception was the direct cause of the following exception:"
@@ -42,7 +42,7 @@ def test_unhandled_exception_becomes_a_log_and_a_critical_bug(live_server: LiveS
         scan_document()
     """), live_server.dsn)
     expect_ok(result, returncode=1)  # the excepthook reports, then Python exits as usual
-    assert "ValueError: page 3 is empty" in result.stderr
+    assert "ValueError: page 3 is empty" in script_stderr(result)
 
     [log] = live_server.error_logs()
     [bug] = live_server.bugs()

@@ -17,7 +17,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import LiveServer, _clean_env, expect_ok, free_port, run_script, script
+from conftest import (
+    LiveServer,
+    _clean_env,
+    expect_ok,
+    free_port,
+    run_script,
+    script,
+    script_stderr,
+)
 from sdk_scenarios import (
     DECORATOR_ASYNC,
     DECORATOR_SYNC,
@@ -57,7 +65,7 @@ def test_unhandled_exception_in_a_scanner_opens_a_bug_with_its_component(
     result = run(UNHANDLED, live_server,
                  env={"SENTRY_ENVIRONMENT": "staging", "SENTRY_RELEASE": "scanner@1.2.3"})
     assert result.stdout == "scanning\n"
-    assert "ValueError: page 3 is empty" in result.stderr  # Python's own traceback, as before
+    assert "ValueError: page 3 is empty" in script_stderr(result)  # Python's own traceback, as before
 
     [log] = live_server.error_logs()
     [bug] = live_server.bugs()
@@ -117,8 +125,7 @@ def test_track_errors_reports_critical_and_reraises(
     result = run(scenario, live_server)
     if scenario is DECORATOR_SYNC:  # re-raised to the top: Python's traceback and exit code 1
         assert result.stdout == "total 3\n"
-        # The SDK's debug lines (another thread) may interleave with the traceback's writes.
-        assert "ZeroDivisionError: division by zero" in result.stderr
+        assert "ZeroDivisionError: division by zero" in script_stderr(result)
     else:
         assert result.stdout == "chat 42\nre-raised KeyError\n"
 
