@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from shim.auth import KEY_FILE, Keys, dsn, load_or_create_key
+from shim.auth import KEY_FILE, Keys, dsn, load_or_create_key, utc_text
 from shim.commands import (
     CommandError,
     cmd_assign,
@@ -59,8 +59,22 @@ def base_url(settings: Settings) -> str:
 
 
 def print_dsns(settings: Settings, keys: Keys) -> None:
-    for key, project in keys:
-        print(f"DSN: {dsn(key, base_url(settings), project or '1')}")
+    """``DSN:`` lines, the ones to paste, for keys that never expire; a key that expires gets an
+    ``Expiring DSN`` line saying when; one already expired gets only a warning on stderr."""
+    now = keys.now()
+    for entry in keys.entries:
+        link = dsn(entry.key, base_url(settings), entry.project or "1")
+        if entry.expires_at is None:
+            print(f"DSN: {link}")
+        elif not entry.expired(now):
+            print(f"Expiring DSN, refused from {utc_text(entry.expires_at)}: {link}")
+        else:
+            print(f"shim: warning: the DSN key {entry.key} expired at "
+                  f"{utc_text(entry.expires_at)} and is refused; remove it from SHIM_PUBLIC_KEYS",
+                  file=sys.stderr)
+    if not list(keys):
+        print("shim: warning: every key in SHIM_PUBLIC_KEYS has expired, so every request will "
+              "be refused (401)", file=sys.stderr)
 
 
 def is_loopback(host: str) -> bool:
@@ -156,7 +170,11 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
             if settings.public_keys is None and not (settings.data_dir / KEY_FILE).exists():
                 raise CommandError("no DSN key to send with: pass --key or --dsn (or set "
                                    "SHIM_PUBLIC_KEYS, or SHIM_DATA_DIR to the server's data dir)")
-            key, project = next(iter(resolve_keys(settings, announce=False)))
+            live = next(iter(resolve_keys(settings, announce=False)), None)
+            if live is None:
+                raise CommandError("every key in SHIM_PUBLIC_KEYS has expired: pass --key or "
+                                   "--dsn")
+            key, project = live
         target = Target((args.url or base_url(settings)).rstrip("/"), key, project or "1")
     if args.project:
         if not args.project.isdigit():

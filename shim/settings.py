@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,23 +67,58 @@ def _level(raw: str) -> str:
     return value
 
 
-def _keys(raw: str) -> tuple[tuple[str, str | None], ...]:
-    """``key`` or ``key:project_id``, comma-separated."""
-    keys: list[tuple[str, str | None]] = []
-    for part in raw.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        key, _, project = part.partition(":")
-        key, project = key.strip(), project.strip()
-        if not key.isalnum():
-            raise ValueError(f"key {key!r} must be letters and digits only")
-        if project and not project.isdigit():
-            raise ValueError(f"project id {project!r} for key {key} must be a number")
-        keys.append((key, project or None))
+PublicKey = tuple[str, str | None] | tuple[str, str | None, datetime]
+"""One entry of ``SHIM_PUBLIC_KEYS``: the key, its project (``None``: any) and, when it has one, the
+instant from which it is refused (UTC). Keys without an expiry stay pairs, as before expiries."""
+
+
+def _keys(raw: str) -> tuple[PublicKey, ...]:
+    """``key[:project_id][:until=TIME]``, comma-separated."""
+    keys = tuple(_key(part.strip()) for part in raw.split(",") if part.strip())
     if not keys:
         raise ValueError("lists no keys")
-    return tuple(keys)
+    return keys
+
+
+def _key(part: str) -> PublicKey:
+    """``key``, ``key:7``, ``key:7:until=...``, ``key::until=...`` or ``key:until=...``.
+
+    Project ids are digits and options contain ``=``, so the field after the key is the project
+    exactly when it has no ``=``; the option's value is the rest, colons and all (ISO 8601 times
+    contain colons).
+    """
+    key, _, rest = part.partition(":")
+    key = key.strip()
+    if not key.isalnum():
+        raise ValueError(f"key {key!r} must be letters and digits only")
+    project = ""
+    if "=" not in rest.partition(":")[0]:
+        project, _, rest = rest.partition(":")
+    project, option = project.strip(), rest.strip()
+    if project and not project.isdigit():
+        raise ValueError(f"project id {project!r} for key {key} must be a number")
+    if not option:
+        return (key, project or None)
+    name, _, value = option.partition("=")
+    if name.strip() != "until":
+        raise ValueError(f"unknown option {option!r} for key {key}: the only option is "
+                         "until=<UTC date or time>")
+    return (key, project or None, _expiry(value.strip(), key))
+
+
+def _expiry(value: str, key: str) -> datetime:
+    """An ISO 8601 time, UTC unless it names an offset; a bare date means through the end of that
+    day (UTC), so ``until=2026-12-31`` is refused from 2027-01-01T00:00:00Z."""
+    try:
+        try:
+            return datetime.combine(date.fromisoformat(value) + timedelta(days=1), time.min,
+                                    tzinfo=UTC)
+        except ValueError:
+            moment = datetime.fromisoformat(value)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"until={value!r} for key {key} is not an ISO 8601 date or time, such as "
+                         "2026-12-31 or 2026-12-31T00:00:00Z") from None
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -107,8 +143,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHIM_DATABASE_URL", "database_url", _text, None,
             "Store URL; default `sqlite:///<SHIM_DATA_DIR>/shim.db`."),
     Setting("SHIM_PUBLIC_KEYS", "public_keys", _keys, None,
-            "Accepted DSN keys, `key` or `key:project_id`, comma-separated; unset: one is "
-            "generated and kept in the data dir."),
+            "Accepted DSN keys, comma-separated: `key` or `key:project_id`, either optionally "
+            "followed by `:until=<UTC ISO 8601 time>` from which it is refused (a bare date: "
+            "through that day); unset: one is generated and kept in the data dir."),
     Setting("SHIM_HOST", "host", _text, "127.0.0.1",
             "Address `shim serve` binds to (also `--host`)."),
     Setting("SHIM_PORT", "port", _port, "8000", "Port `shim serve` listens on (also `--port`)."),
@@ -150,7 +187,7 @@ SETTINGS: tuple[Setting, ...] = (
 class Settings:
     data_dir: Path
     database_url: str
-    public_keys: tuple[tuple[str, str | None], ...] | None
+    public_keys: tuple[PublicKey, ...] | None
     host: str
     port: int
     public_url: str | None
