@@ -122,11 +122,10 @@ def _ingest_item(
         records = payload.get("items") if isinstance(payload, dict) else None
         if not isinstance(records, list):
             raise InvalidEvent("log item must be an object with an `items` list")
-        for index, record in enumerate(records):
+        for index, record in enumerate(limits.scrubber.value(records)):
             if isinstance(record, dict):
                 result.batch.error_logs.append(
-                    log_record(limits.scrubber.value(record), index, envelope, project_id,
-                               received)
+                    log_record(record, index, envelope, project_id, received)
                 )
     elif item.type == "check_in":
         result.batch.check_ins.append(

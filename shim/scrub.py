@@ -6,6 +6,12 @@ headers and cookies, extra, contexts, breadcrumbs, frame variables, log attribut
 (messages, exception values, source lines, URLs) bearer tokens, ``key=value`` secrets and card
 numbers that pass the Luhn check are filtered too. The SDK scrubs some of this already; the server
 does not rely on it.
+
+Almost no part of an event holds a secret, so before walking a part string by string the scrubber
+asks one question of its JSON text: could anything in here match? One linear-time RE2 pass looks
+for every key word, ``bearer``/``basic``, any run of 13 digits, and the few non-ASCII characters
+that Python's case-insensitive matching or ``\\d`` would treat as a letter or digit of interest. A
+part with none of them is returned as it is; the walk would have returned an equal copy.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+import re2  # type: ignore[import-untyped]
+
 FILTERED = "[Filtered]"
 DEFAULT_KEYS = (
     "password", "passwd", "passphrase", "pwd", "secret", "token", "api_key", "apikey", "api-key",
@@ -21,6 +30,9 @@ DEFAULT_KEYS = (
     "private_key", "credit_card", "card_number", "cvv", "cvc", "access_key", "signature", "dsn",
 )
 _MAX_DEPTH = 64
+# Containers this deep or shallower get the one-pass test first (an event's parts, a breadcrumb's
+# list, each breadcrumb): a part that could hold a secret is walked, its clean siblings are not.
+_PRETEST_DEPTH = 2
 # Fields of frames and breadcrumbs that name code, places and times, never secrets: not scanned.
 _STRUCTURAL = frozenset({"filename", "abs_path", "module", "function", "lineno", "colno",
                          "in_app", "package", "instruction_addr", "timestamp", "level",
@@ -52,24 +64,35 @@ def _pattern(word: str) -> str:
     return "[-_]?".join(re.escape(piece) for piece in re.split(r"[-_]", word))
 
 
+_COMMON_PIECES = frozenset({"number", "key", "id", "name"})
+
+
+def _stem(word: str) -> str:
+    pieces = sorted(re.split(r"[-_]", word), key=len, reverse=True)
+    return next((p for p in pieces if p not in _COMMON_PIECES), pieces[0])
+
+
 class Scrubber:
     """Scrubs with regular expressions, but only after a cheap test says a string could match:
     an event carries thousands of strings (frame variables, source lines, breadcrumbs) and almost
     none holds a secret."""
 
-    def __init__(self, extra_keys: Iterable[str] = ()) -> None:
+    def __init__(self, extra_keys: Iterable[str] = (), pretest: bool = True) -> None:
         words = sorted({k.lower() for k in (*DEFAULT_KEYS, *extra_keys) if k}, key=len,
                        reverse=True)
         alternation = "|".join(_pattern(w) for w in words)
         self._key = re.compile(f"(?i)(?:{alternation})")
-        # Any match contains the longest separator-free piece of its word: a safe prefilter.
-        stems = sorted({max(re.split(r"[-_]", w), key=len) for w in words}, key=len, reverse=True)
+        # Any match contains every separator-free piece of its word: a safe prefilter. The piece
+        # taken is the longest, unless it is a common word of attribute names ("code.line.number").
+        stems = sorted({_stem(w) for w in words}, key=len, reverse=True)
         self._stems = re.compile("|".join(re.escape(stem) for stem in stems))
         # key=value / key: value / key = "value" in text (query strings, source lines, messages).
         self._assignment = re.compile(
             rf"(?i)\b([\w-]*?(?:{alternation})[\w-]*)(\s*[:=]\s*)([\"']?)"
             rf"(?!(?:bearer|basic|token)\s)[^\"'\s&,;)]+")
         self._sensitive: dict[str, bool] = {}
+        self._suspect = _suspect_pattern(stems)
+        self._pretest_depth = _PRETEST_DEPTH if pretest else -1  # -1: always walk (for tests)
 
     def is_sensitive(self, key: str) -> bool:
         known = self._sensitive.get(key)
@@ -92,11 +115,22 @@ class Scrubber:
             value = _CARD.sub(_card, value)
         return value
 
+    def could_hold_secrets(self, value: dict[Any, Any] | list[Any]) -> bool:
+        """False only when scrubbing ``value`` is sure to change nothing (see the module doc)."""
+        try:
+            text = orjson.dumps(value)
+        except (orjson.JSONEncodeError, TypeError):  # nesting deeper than orjson writes
+            return True
+        return self._suspect.search(text) is not None
+
     def value(self, value: Any, depth: int = 0) -> Any:
-        """A scrubbed copy of any JSON value."""
+        """A scrubbed copy of any JSON value (the value itself when nothing in it can change)."""
         if isinstance(value, str):
             return self.text(value)
         if depth > _MAX_DEPTH:
+            return value
+        if (depth <= self._pretest_depth and isinstance(value, dict | list)
+                and not self.could_hold_secrets(value)):
             return value
         if isinstance(value, dict):
             return {k: (v if k in _STRUCTURAL else
@@ -111,6 +145,25 @@ class Scrubber:
         return value
 
 
+# Characters outside ASCII that matter to the walk: those Python's case-insensitive matching
+# equates with an ASCII letter (U+0130, U+0131, U+017F, U+212A; tests/test_scrub.py checks the
+# list is complete), and the decimal digits of other scripts, which ``\\d`` matches.
+_UNICODE_LOOKALIKES = r"[\x{130}\x{131}\x{17f}\x{212a}]|[^\P{Nd}0-9]"
+
+
+def _suspect_pattern(stems: Iterable[str]) -> Any:
+    """Anything that a key, bearer, assignment or card match must contain, as one RE2 pattern
+    over UTF-8 JSON text. Words are looked for as JSON writes them (a configured key could hold a
+    quote or a control character). Case-insensitive matching of non-ASCII letters is not the same
+    in RE2 and Python, so a configured word outside ASCII sends every non-ASCII text to the walk."""
+    words = sorted({*stems, "bearer", "basic", "token"}, key=len, reverse=True)
+    escaped = (orjson.dumps(word)[1:-1].decode() for word in words)
+    literal = "|".join("".join(c if c.isalnum() else f"\\x{{{ord(c):x}}}" for c in word)
+                       for word in escaped)
+    lookalikes = "[^\\x00-\\x7f]" if not all(w.isascii() for w in words) else _UNICODE_LOOKALIKES
+    return re2.compile(f"(?i:{literal})|{lookalikes}|[0-9](?:[ -]?[0-9]){{12}}".encode())
+
+
 # Keys whose values are the server's own bookkeeping, never secrets: left untouched so that
 # grouping and ids keep working even if a key name happens to match a pattern.
 # ``modules`` (package -> version) and ``debug_meta`` are large and never hold secrets.
@@ -119,4 +172,8 @@ _UNTOUCHED = frozenset({"event_id", "timestamp", "platform", "level", "fingerpri
 
 
 def scrub_event(event: dict[str, Any], scrubber: Scrubber) -> dict[str, Any]:
+    """The event with every part but the bookkeeping scrubbed (the event itself when clean)."""
+    parts = {k: v for k, v in event.items() if k not in _UNTOUCHED}
+    if not scrubber.could_hold_secrets(parts):  # the common case: one test for the whole event
+        return event
     return {k: v if k in _UNTOUCHED else scrubber.value(v) for k, v in event.items()}

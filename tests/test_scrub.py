@@ -7,10 +7,14 @@ none of them may appear in any byte of the database or of the files under the da
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import LiveServer, expect_ok, run_script, script
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from shim.scrub import FILTERED, Scrubber, scrub_event
 
@@ -109,3 +113,50 @@ def test_planted_secrets_survive_nowhere(live_server: LiveServer) -> None:
 ])
 def test_sensitive_key_names(key: str, sensitive: bool) -> None:
     assert SCRUBBER.is_sensitive(key) is sensitive
+
+
+# --- the one-pass test before the walk -----------------------------------------------------------
+
+WALK_ONLY = Scrubber(["employee_number", 'odd"key', "ключ"], pretest=False)
+PRETESTED = Scrubber(["employee_number", 'odd"key', "ключ"])
+
+# Text built from what the walk reacts to, the characters JSON escapes, and lookalikes of both.
+_PIECES = ["password", "PassWord", "api-key", "apikey", "token", "bearer ", "basic ", "Bearer abc",
+           "employee_number", 'odd"key', "ключ", "КЛЮЧ", "=", ": ", "4111", "1111", " ", "-",
+           "٤١١١", "\u017f", "\u212a", "\u0130", "\u0131", '"', "\\", "\n", "\x00", "page",
+           "id", "x", "7", "Привет"]
+_TEXT = st.lists(st.sampled_from(_PIECES), max_size=8).map("".join)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON)
+@example({"pr\u0131vate_key": "x"})  # a dotless i, which Python's IGNORECASE takes for an i
+@example({"note": "card \u0664\u0661\u0661\u0661 " + "\u0661\u0661\u0661\u0661 " * 3})  # digits
+@example(["4111 1111 1111 1111"])
+@example({'odd"key': "v", "n": 'x odd"key=abc'})  # a word JSON writes escaped
+@example([["ключ", "v"]])  # a configured word outside ASCII
+def test_the_pretest_never_skips_what_the_walk_would_change(value: object) -> None:
+    assert PRETESTED.value(value) == WALK_ONLY.value(value)
+    assert scrub_event({"extra": value}, PRETESTED) == scrub_event({"extra": value}, WALK_ONLY)
+
+
+def test_a_clean_part_is_not_walked_and_a_suspect_one_is() -> None:
+    crumbs = {"values": [{"message": f"fetched page {n}", "category": "http"} for n in range(50)]}
+    assert PRETESTED.value(crumbs) is crumbs  # nothing to change: no copy was made
+    crumbs["values"][7]["data"] = {"token": "abc"}
+    scrubbed = PRETESTED.value(crumbs)
+    assert scrubbed["values"][7]["data"] == {"token": FILTERED}
+    assert scrubbed["values"][8] is crumbs["values"][8]  # its clean siblings are kept as they are
+
+
+def test_the_non_ascii_lookalikes_are_all_listed() -> None:
+    """The pretest names the characters outside ASCII that Python's case-insensitive matching
+    takes for an ASCII letter; it must name every one of them."""
+    every = "".join(chr(c) for c in range(128, sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+    lookalikes = set(re.findall("(?i)[a-z]", every))
+    assert lookalikes == {"\u0130", "\u0131", "\u017f", "\u212a"}

@@ -1,0 +1,123 @@
+"""Where a request's time goes, stage by stage, without HTTP: the cost model behind ``python -m bench``.
+
+Runs the corpus through the same functions the server calls, in-process, and prints microseconds
+per request for each stage: decoding the body, parsing the envelope, ingesting it (JSON, scrubbing,
+normalising, grouping), and committing it (backup log append and fsync, then the SQLite
+transaction), the commit measured in batches of ``--batch`` requests as the writer forms them under
+load. The ``ceiling`` line is what the bare ceiling app does per request (decode and read the
+envelope header), so every stage reads as a multiple of it. Times are CPU time of this process,
+so other load on the machine disturbs them less than it would wall-clock times.
+
+    python -m bench.stages --corpus /tmp/shim-bench-corpus-5000-1 [--encoding gzip] [--batch 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.corpus import Body, read_corpus
+from shim.backup import BackupLog
+from shim.body import read_body
+from shim.envelope import Envelope, parse_envelope
+from shim.ingest import Limits, ingest_envelope
+from shim.journal import Journal
+from shim.records import Batch
+from shim.scrub import Scrubber
+from shim.store.sqlite import SQLiteStore
+from shim.storm import StormGuard
+
+CAP = 64 * 1024 * 1024
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 65536):
+        yield data[start:start + 65536]
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    began = time.process_time()
+    value = fn()
+    return value, time.process_time() - began
+
+
+def run(bodies: list[Body], encoding: str, batch: int, data_dir: Path) -> dict[str, float]:
+    loop = asyncio.new_event_loop()
+    limits = Limits(bug_level="critical", max_event_bytes=1024 * 1024, scrubber=Scrubber())
+    storm = StormGuard(1000)
+    journal = Journal(BackupLog(data_dir / "bugs" / "logs"), SQLiteStore(str(data_dir / "s.db")))
+    spent = dict.fromkeys(("ceiling", "decode", "parse", "ingest", "commit"), 0.0)
+    waiting: list[Batch] = []
+    rows = 0
+    content_encoding = None if encoding == "identity" else encoding
+    for body in bodies:
+        data, seconds = _timed(functools.partial(loop.run_until_complete, read_body(
+            _chunks(body.data), content_encoding, CAP, CAP)))
+        spent["decode"] += seconds
+        _, seconds = _timed(functools.partial(orjson.loads, data[:data.index(b"\n")]))
+        spent["ceiling"] += seconds
+        envelope: Envelope
+        envelope, seconds = _timed(functools.partial(parse_envelope, data))
+        spent["parse"] += seconds
+        ingested, seconds = _timed(
+            functools.partial(ingest_envelope, envelope, "1", datetime.now(UTC), limits))
+        spent["ingest"] += seconds
+        one = ingested.batch
+        if one.error_logs:
+            one.error_logs[:] = storm.admit(one.error_logs)
+        rows += len(one.error_logs)
+        waiting.append(one)
+        if len(waiting) == batch:
+            _, seconds = _timed(functools.partial(journal.commit, waiting))
+            spent["commit"] += seconds
+            waiting = []
+    if waiting:
+        _, seconds = _timed(functools.partial(journal.commit, waiting))
+        spent["commit"] += seconds
+    journal.store.close()
+    loop.close()
+    spent["ceiling"] += spent["decode"]
+    per_request = {stage: seconds / len(bodies) * 1e6 for stage, seconds in spent.items()}
+    per_request["rows_per_request"] = rows / len(bodies)
+    return per_request
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--encoding", default="gzip", choices=("identity", "gzip", "br"))
+    parser.add_argument("--batch", type=int, default=32, help="requests per writer batch")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N envelopes")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    _, bodies = read_corpus(args.corpus, args.encoding)
+    if args.limit:
+        bodies = bodies[:args.limit]
+    with tempfile.TemporaryDirectory(prefix="shim-stages-") as tmp:
+        result = run(bodies, args.encoding, args.batch, Path(tmp))
+    if args.json:
+        print(json.dumps(result))
+        return
+    ceiling = result["ceiling"]
+    print(f"{len(bodies)} requests ({args.encoding}), {result['rows_per_request']:.2f} rows each;"
+          f" commits of {args.batch} requests; microseconds per request")
+    total = sum(result[s] for s in ("decode", "parse", "ingest", "commit"))
+    for stage in ("ceiling", "decode", "parse", "ingest", "commit"):
+        print(f"  {stage:<8} {result[stage]:9.1f} us  {result[stage] / ceiling:6.2f}x ceiling")
+    print(f"  {'total':<8} {total:9.1f} us  {total / ceiling:6.2f}x ceiling"
+          f"  (at most {1e6 / total:,.0f} requests/s on one core)")
+
+
+if __name__ == "__main__":
+    main()
