@@ -13,6 +13,7 @@ import binascii
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 import zlib
 from collections import Counter
@@ -74,12 +75,20 @@ class State:
         self.limits = Limits(bug_level=settings.bug_level,
                              max_event_bytes=settings.max_event_bytes,
                              scrubber=Scrubber(settings.scrub_keys or ()))
-        self.limiter = RateLimiter(settings.rate_limit_per_key, settings.rate_limit)
-        self.storm = StormGuard(settings.storm_threshold)
+        # With several worker processes each takes its share of the limits (connections are
+        # spread between them), so the whole server keeps to the configured numbers.
+        self.limiter = RateLimiter(_share(settings.rate_limit_per_key, settings.workers),
+                                   _share(settings.rate_limit, settings.workers))
+        self.storm = StormGuard(_share(settings.storm_threshold, settings.workers))
         self.items: Counter[str] = Counter()
         self.stored = 0
         self.duplicates = 0
         self.started = time.time()
+
+
+def _share(limit: int, workers: int) -> int:
+    """One worker's part of a limit (0, no limit, stays 0)."""
+    return -(-limit // workers)
 
 
 def _state(request: Request) -> State:
@@ -195,6 +204,7 @@ async def healthz(request: Request) -> Response:
         "status": "degraded" if degraded else "ok",
         "version": __version__,
         "uptime_seconds": round(time.time() - state.started, 1),
+        "worker": {"pid": os.getpid(), "of": state.settings.workers},
         "store": {**state.store.summary(), "state": store_state, "error": writer.store_error,
                   "lag_bytes": lag_bytes},
         "backup_log": {"state": "error" if writer.log_error else "ok",

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -33,6 +34,9 @@ from shim.settings import LEVELS, Settings, SettingsError
 from shim.snapshot import to_csv, to_json
 from shim.store import MigrationError, UnsupportedStore, apply_migrations, open_store
 from shim.store.sqlite import STATUSES
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 DESCRIPTION = """\
 A Sentry-compatible error ingestion server, and the tools to read and triage what it stored.
@@ -93,7 +97,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from shim.app import create_app
 
-    settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port)
+    settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port,
+                                workers=args.workers or settings.workers)
     if settings.public_keys is None and not is_loopback(settings.host):
         # A generated key is printed to the console and kept in the data dir; fine for a server
         # only this machine can reach, not for one other machines can send to.
@@ -106,10 +111,27 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print_dsns(settings, keys)
     print(f"shim: storing in {settings.database_url}", file=sys.stderr)
     sys.stdout.flush()
-    uvicorn.run(create_app(settings, keys), host=settings.host, port=settings.port,
-                log_level=settings.log_level if settings.log_level != "critical" else "critical",
-                access_log=settings.log_level == "debug", server_header=False)
+    options: dict[str, Any] = dict(
+        host=settings.host, port=settings.port, log_level=settings.log_level,
+        access_log=settings.log_level == "debug", server_header=False)
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, keys), **options)
+    else:
+        # Each worker is a new process that builds its app from the environment: hand it what
+        # the command line chose. A generated key is already in the data dir for them to read.
+        os.environ.update(SHIM_HOST=settings.host, SHIM_PORT=str(settings.port),
+                          SHIM_WORKERS=str(settings.workers))
+        uvicorn.run("shim.cli:worker_app", factory=True, workers=settings.workers, **options)
     return 0
+
+
+def worker_app() -> Starlette:
+    """The app of one of the processes of ``shim serve --workers N``. They share the backup log
+    (its lock orders their writes) and the store; each has its own writer and limits."""
+    from shim.app import create_app
+
+    settings = Settings.from_env()
+    return create_app(settings, resolve_keys(settings, announce=False))
 
 
 def cmd_dsn(settings: Settings, args: argparse.Namespace) -> int:
@@ -249,6 +271,8 @@ def parser() -> argparse.ArgumentParser:
     serve = add("serve", "run the ingestion server", cmd_serve)
     serve.add_argument("--host", help="address to bind (default SHIM_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default SHIM_PORT or 8000)")
+    serve.add_argument("--workers", type=int, choices=range(1, 65), metavar="N",
+                       help="server processes sharing the port (default SHIM_WORKERS or 1)")
     add("dsn", "print the DSN(s) to paste into sentry_sdk.init", cmd_dsn)
 
     bugs = add("bugs", "list bugs, most recently seen first", cmd_bugs)

@@ -149,6 +149,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHIM_HOST", "host", _text, "127.0.0.1",
             "Address `shim serve` binds to (also `--host`)."),
     Setting("SHIM_PORT", "port", _port, "8000", "Port `shim serve` listens on (also `--port`)."),
+    Setting("SHIM_WORKERS", "workers", _positive_int, "1",
+            "Server processes sharing the port (also `--workers`); the rate limits and the storm "
+            "threshold are split evenly between them."),
     Setting("SHIM_PUBLIC_URL", "public_url", _text, None,
             "Base URL scripts reach the server at, used in the printed DSN; default "
             "`http://<host>:<port>`."),
@@ -190,6 +193,7 @@ class Settings:
     public_keys: tuple[PublicKey, ...] | None
     host: str
     port: int
+    workers: int
     public_url: str | None
     bug_level: str
     max_body_bytes: int
