@@ -41,10 +41,12 @@ from bench.load import LOOPBACK, Result, request_head, run_load
 class Target:
     name: str  # ceiling-identity, ceiling, shim-sqlite, shim-postgres
     encoding: str
+    workers: int = 1  # shim serve --workers
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.encoding})"
+        workers = f" x{self.workers}" if self.workers > 1 else ""
+        return f"{self.name}{workers} ({self.encoding})"
 
 
 @dataclass
@@ -73,6 +75,15 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listening on {LOOPBACK}:{port} after {timeout} s")
+
+
+def tree_rss_peak_mb(pid: int) -> float:
+    """Peak resident memory of a process plus that of its children (the workers of a server)."""
+    total = rss_peak_mb(pid)
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            total += tree_rss_peak_mb(int(child))
+    return total
 
 
 def rss_peak_mb(pid: int) -> float:
@@ -188,14 +199,15 @@ class Bench:
                 "SHIM_PUBLIC_KEYS": f"{self.index['key']}:{self.index['project']}",
                 "SHIM_RATE_LIMIT_PER_KEY": "0", "SHIM_RATE_LIMIT": "0",
                 "SHIM_LOG_LEVEL": "warning"}
-        argv = [sys.executable, "-m", "shim", "serve", "--port", str(port)]
+        argv = [sys.executable, "-m", "shim", "serve", "--port", str(port),
+                "--workers", str(target.workers)]
         with server(argv, env, log) as process:
             wait_listening(port, process)
             before = count_rows(database_url)
             result = self._drive(port, bodies, target.encoding, wrap=False)
             stored, seconds = wait_rows(database_url, before, result.events, result.started)
             run = Run(result, stored=stored, stored_seconds=seconds,
-                      rss_peak_mb=rss_peak_mb(process.pid),
+                      rss_peak_mb=tree_rss_peak_mb(process.pid),
                       exhausted=result.requests + sum(
                           n for s, n in result.statuses.items() if not s.isdigit()) >= len(bodies))
         if target.name == "shim-postgres":
@@ -209,9 +221,10 @@ class Bench:
 def targets(args: argparse.Namespace) -> list[Target]:
     chosen = [Target("ceiling-identity", "identity")]
     chosen += [Target("ceiling", encoding) for encoding in args.encodings]
-    chosen += [Target("shim-sqlite", encoding) for encoding in args.encodings]
-    if args.database_url:
-        chosen += [Target("shim-postgres", encoding) for encoding in args.encodings]
+    stores = ["shim-sqlite", "shim-postgres"] if args.database_url else ["shim-sqlite"]
+    for workers in sorted({1, *args.workers}):
+        chosen += [Target(store, encoding, workers) for store in stores
+                   for encoding in args.encodings]
     return chosen
 
 
@@ -264,6 +277,8 @@ def main() -> None:
                         choices=("identity", "gzip", "br"))
     parser.add_argument("--database-url", help="also run shim on this postgresql:// store "
                         "(rows are added to it; each run sends envelopes the earlier ones did not)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[],
+                        help="also run shim with these numbers of worker processes (--workers 2)")
     parser.add_argument("--quick", action="store_true",
                         help="3 rounds of 3 s, gzip only, a corpus of 1000 envelopes")
     parser.add_argument("--json", action="store_true", help="also print every run as JSON")

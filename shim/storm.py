@@ -18,12 +18,17 @@ from shim.records import ErrorLog
 
 WINDOW = 3600.0
 MESSAGE_KEEP = 500
+MAX_FINGERPRINTS = 100_000  # counters kept; past it the one with the oldest window is dropped
 
 
 class StormGuard:
-    def __init__(self, threshold: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, threshold: int, clock: Callable[[], float] = time.monotonic,
+                 max_fingerprints: int = MAX_FINGERPRINTS) -> None:
         self.threshold = threshold
         self._clock = clock
+        self._max = max_fingerprints
+        # fingerprint -> (window start, events in the window), in order of window start: a new
+        # window is inserted at the end, so the first entry is always the oldest window.
         self._seen: dict[str, tuple[float, int]] = {}
         self.slimmed = 0
 
@@ -32,17 +37,26 @@ class StormGuard:
         if not self.threshold:
             return rows
         now = self._clock()
-        if len(self._seen) > 100_000:  # bound the memory even under a storm of fingerprints
-            self._seen = {fp: v for fp, v in self._seen.items() if now - v[0] < WINDOW}
+        seen = self._seen
         out = []
         for row in rows:
-            start, count = self._seen.get(row.fingerprint, (now, 0))
-            if now - start >= WINDOW:
+            fingerprint = row.fingerprint
+            start, count = seen.get(fingerprint, (now, 0))
+            if now - start >= WINDOW or count == 0:
+                seen.pop(fingerprint, None)
+                # Bounded under a storm of distinct fingerprints, in constant time per event:
+                # the oldest window goes (expired, or the least recent of 100,000).
+                if len(seen) >= self._max:
+                    del seen[next(iter(seen))]
                 start, count = now, 0
             count += 1
-            self._seen[row.fingerprint] = (start, count)
+            seen[fingerprint] = (start, count)
             out.append(row if count <= self.threshold else self._slim(row, count))
         return out
+
+    def __len__(self) -> int:
+        """Fingerprints with a counter."""
+        return len(self._seen)
 
     def _slim(self, row: ErrorLog, count: int) -> ErrorLog:
         self.slimmed += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -43,6 +44,24 @@ def test_full_until_the_threshold_then_slim_then_full_again_next_window() -> Non
     assert guard.slimmed == 2
     clock.now += WINDOW
     assert guard.admit([crash()])[0].stack_trace is not None
+
+
+def test_counters_stay_bounded_under_a_storm_of_distinct_fingerprints() -> None:
+    clock = Clock()
+    guard = StormGuard(threshold=1, clock=clock, max_fingerprints=50)
+    storm = crash("storm")
+
+    def full(fingerprint: str) -> bool:
+        [row] = guard.admit([dataclasses.replace(storm, fingerprint=fingerprint)])
+        return row.stack_trace is not None
+
+    for n in range(500):  # all within one window: nothing has expired to make room
+        assert full(f"fp-{n}")
+        assert len(guard) <= 50
+        clock.now += 0.01
+    assert len(guard) == 50
+    assert not full("fp-499")  # a recent fingerprint still has its counter: a repeat is slim
+    assert full("fp-0")  # the oldest windows were dropped: an early one starts over, in full
 
 
 def test_zero_means_always_in_full() -> None:
