@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import pytest
 
-from shim.backup import MARKER, REJECTED, BackupLog, Position, batch_lines, parse_line
+from shim.backup import MARKER, MARKER_SIZE, REJECTED, BackupLog, Position, batch_lines, parse_line
 from shim.exporter import Exporter
 from shim.journal import Journal, StoreDown
 from shim.normalize import normalize_event
@@ -224,9 +224,13 @@ def test_the_applied_marker(log: BackupLog) -> None:
     assert log.applied() == Position()
     log.mark_applied(Position("2026-11-28.jsonl", 1234))
     assert log.applied() == Position("2026-11-28.jsonl", 1234)
-    assert not log.path(MARKER + ".tmp").exists()  # written aside, then renamed into place
     log.mark_applied(Position("2026-11-29.jsonl", 7))
     assert log.applied() == Position("2026-11-29.jsonl", 7)
+    # Overwritten in place, one fixed-size write: no longer marker leaves a tail behind.
+    assert len(log.path(MARKER).read_bytes()) == MARKER_SIZE
+    # A marker as the earlier versions wrote it (compact JSON, renamed into place) still reads.
+    log.path(MARKER).write_bytes(b'{"file":"2026-11-30.jsonl","offset":5}')
+    assert log.applied() == Position("2026-11-30.jsonl", 5)
     # An unreadable marker means "replay everything", which is safe (lines are idempotent).
     log.path(MARKER).write_bytes(b"{not json")
     assert log.applied() == Position()
