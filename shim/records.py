@@ -6,7 +6,10 @@ The pure core builds these from envelopes; a store writes them. Nothing here doe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ class ErrorLog:
     created_at: str  # ISO 8601, UTC, microseconds
     item_type: str = "event"  # event | log | store
     bug: BugSignal | None = None
+
+    @cached_property
+    def context_json(self) -> bytes:
+        """``context`` as JSON, serialised once for the backup log and the store."""
+        return orjson.dumps(self.context, option=orjson.OPT_NON_STR_KEYS, default=str)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ are skipped, except under ``CI``, where they fail: CI must not go green without 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -113,6 +114,19 @@ def test_an_event_id_is_stored_once(store: Store) -> None:
     assert len(store.list_logs()) == 2
     bug = store.all_bugs()[0]
     assert bug["occurrence_count"] == 2
+
+
+def test_nul_characters_are_stored_without_losing_the_event(store: Store) -> None:
+    """Postgres text and jsonb cannot hold U+0000, which SDK payloads may carry: it becomes
+    U+FFFD there; SQLite keeps it. Either way the event and its context are stored."""
+    row = event("a\x00b", extra={"note": "c\x00d"})
+    [[stored]] = store.write([batch(row)])
+    assert not stored.duplicate
+    [log] = store.list_logs()
+    kept = "\x00" if store.summary()["backend"] == "sqlite" else "\ufffd"
+    assert log["message"] == f"a{kept}b"
+    context = log["context"] if isinstance(log["context"], dict) else json.loads(log["context"])
+    assert context["extra"] == {"note": f"c{kept}d"}
 
 
 def test_repeats_update_one_bug(make_store: MakeStore) -> None:

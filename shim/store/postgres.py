@@ -68,8 +68,9 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str)
 
 
-def ingest_payload(batches: Sequence[Batch], related_logs: int) -> str:
-    """The argument of ``shim_ingest``: the batches as JSON, each bug row with its bug id."""
+def ingest_payload(batches: Sequence[Batch], related_logs: int, reuse_json: bool = True) -> str:
+    """The argument of ``shim_ingest``: the batches as JSON, each bug row with its bug id.
+    Contexts go in as already serialised for the backup log, unless ``reuse_json`` is off."""
     payload = {
         "related_logs": related_logs,
         "batches": [{
@@ -77,7 +78,8 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int) -> str:
             "error_logs": [{
                 "id": row.id, "event_id": row.event_id, "project_id": row.project_id,
                 "log_level": row.log_level, "component": row.component, "message": row.message,
-                "context": row.context, "error_type": row.error_type,
+                "context": orjson.Fragment(row.context_json) if reuse_json else row.context,
+                "error_type": row.error_type,
                 "error_message": row.error_message, "stack_trace": row.stack_trace,
                 "request_id": row.request_id, "workspace_id": row.workspace_id,
                 "fingerprint": row.fingerprint, "item_type": row.item_type,
@@ -102,6 +104,8 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int) -> str:
     }
     text = _dumps(payload)
     if b"\\u0000" in text:  # rare: only then pay for a second pass
+        if reuse_json:
+            return ingest_payload(batches, related_logs, reuse_json=False)
         text = _dumps(_without_nul(payload))
     return text.decode()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -250,15 +251,16 @@ class SQLiteStore(SQLiteReads):
 
         self.db.executemany(_INSERT_LOG, [
             (row.id, row.event_id, row.project_id, row.log_level, row.component, row.message,
-             _json(row.context), row.error_type, row.error_message, row.stack_trace,
+             row.context_json.decode(), row.error_type, row.error_message, row.stack_trace,
              row.request_id, row.workspace_id, row.fingerprint,
              bugs[row.fingerprint][0] if row.bug is not None else None,
              row.item_type, row.created_at, received_at)
             for row, received_at in fresh
         ])
         for batch in batches:
-            self._write_check_ins(batch)
-            self._count_items(batch)
+            if batch.check_ins:
+                self._write_check_ins(batch)
+        self._count_items(batches)
 
         results: list[list[Stored]] = []
         for batch in batches:
@@ -365,11 +367,15 @@ class SQLiteStore(SQLiteReads):
               batch.received_at)
              for c in batch.check_ins])
 
-    def _count_items(self, batch: Batch) -> None:
+    def _count_items(self, batches: Sequence[Batch]) -> None:
+        counts: Counter[tuple[str, str]] = Counter()
+        for batch in batches:
+            for item_type, n in batch.item_counts.items():
+                counts[batch.received_at[:13], item_type] += n
         self.db.executemany(
             "INSERT INTO item_counts (hour, item_type, count) VALUES (?, ?, ?)"
             " ON CONFLICT (hour, item_type) DO UPDATE SET count = count + excluded.count",
-            [(batch.received_at[:13], t, n) for t, n in batch.item_counts.items()])
+            [(hour, item_type, n) for (hour, item_type), n in counts.items()])
 
 
 _BUG_NAMESPACE = uuid.UUID("6f1d5c3e-2b1a-4c8e-9d7f-0a1b2c3d4e5f")
