@@ -15,6 +15,7 @@ Version 1 (Sentry's default grouping, simplified):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -50,9 +51,18 @@ _VARIABLE = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 
 def normalize_message(text: str) -> str:
     """Replace the parts of a message that vary between occurrences of the same problem."""
+    # Templates repeat (every record of a log call has the same one): short ones are remembered.
+    return _remembered(text) if len(text) <= _REMEMBERED_LENGTH else _normalize(text)
+
+
+def _normalize(text: str) -> str:
     for pattern, placeholder in _PATTERNS:
         text = pattern.sub(placeholder, text)
     return " ".join(text.split())
+
+
+_REMEMBERED_LENGTH = 256  # with 4096 entries, at most a few MB
+_remembered = functools.lru_cache(maxsize=4096)(_normalize)
 
 
 def _frame_key(frame: dict[str, Any]) -> str:
