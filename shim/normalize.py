@@ -287,12 +287,13 @@ def normalize_event(
     request_id = tags.get("request_id") or (
         _text(trace.get("trace_id")) if isinstance(trace, dict) else None
     )
+    function, module = _last_frame(typed, "function"), _last_frame(typed, "module")
     variables = {
         "type": error_type, "error.type": error_type, "error.value": error_message,
         "level": level, "logger": logger, "message": message,
         "transaction": _text(event.get("transaction")),
-        "function": _last_frame(typed, "function"), "stack.function": _last_frame(typed, "function"),
-        "module": _last_frame(typed, "module"), "stack.module": _last_frame(typed, "module"),
+        "function": function, "stack.function": function,
+        "module": module, "stack.module": module,
     }
     fingerprint = grouping.fingerprint(event.get("fingerprint"), typed, template, variables)
     description = "\n".join(
