@@ -241,7 +241,8 @@ def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> St
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = State(settings, keys, store or open_store(
-            settings.database_url, related_logs=settings.related_logs, server=True))
+            settings.database_url, related_logs=settings.related_logs, server=True,
+            processes=settings.workers))
         app.state.shim = state
         await state.writer.start()
         await state.exporter.start()

@@ -95,13 +95,15 @@ def apply_migrations(url: str) -> tuple[list[str], int]:
                            " use sqlite:///PATH or postgresql://…")
 
 
-def open_store(url: str, related_logs: int = 20, server: bool = False) -> Store:
-    """The store for ``url``; ``server=True`` also starts the store's background upkeep."""
+def open_store(url: str, related_logs: int = 20, server: bool = False,
+               processes: int = 1) -> Store:
+    """The store for ``url``; ``server=True`` also starts the store's background upkeep.
+    ``processes`` servers share it (``--workers``): SQLite's page cache is split between them."""
     if url.startswith("sqlite://"):
         from shim.store.sqlite import SQLiteStore
 
         return SQLiteStore(sqlite_path(url), related_logs=related_logs,
-                           background_checkpoints=server)
+                           background_checkpoints=server, cache_mib=max(16, 64 // processes))
     if url.startswith(("postgresql://", "postgres://")):
         from shim.store.postgres import PostgresStore
 

@@ -131,7 +131,7 @@ def _json(value: Any) -> str:
 
 class SQLiteStore(SQLiteReads):
     def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0,
-                 background_checkpoints: bool = False) -> None:
+                 background_checkpoints: bool = False, cache_mib: int = 64) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -145,9 +145,10 @@ class SQLiteStore(SQLiteReads):
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        # A 64 MiB page cache keeps the hot index pages (event ids, fingerprints) in memory as
-        # tables grow, so the per-event cost stays flat.
-        self.db.execute("PRAGMA cache_size=-65536")
+        # A 64 MiB page cache (split between the processes of `serve --workers`, which share the
+        # file and the OS's cache of it) keeps the hot index pages (event ids, fingerprints) in
+        # memory as tables grow, so the per-event cost stays flat.
+        self.db.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
         self.steps_applied = self.migrate()  # what opening it did, for `shim migrate`
         self._checkpointer: Checkpointer | None = None
         if background_checkpoints and path != ":memory:":
