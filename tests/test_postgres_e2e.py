@@ -334,9 +334,22 @@ OUTAGE = script("""
 """)
 
 
-def test_a_read_only_database_keeps_events_in_the_log_until_it_is_writable(
-        tmp_path: Path, pg_url: str) -> None:
+# Two ways a Postgres store goes away under load: read-only (what Supabase does to a database whose
+# disk is full; the SDK cannot see it) and gone (the server refuses every connection, as when it is
+# stopped). The server's sessions are cut either way; nobody restores them for shim.
+OUTAGES = {
+    "read-only": ('ALTER DATABASE "{0}" SET default_transaction_read_only = on',
+                  'ALTER DATABASE "{0}" RESET default_transaction_read_only'),
+    "refusing connections": ('ALTER DATABASE "{0}" ALLOW_CONNECTIONS false',
+                             'ALTER DATABASE "{0}" ALLOW_CONNECTIONS true'),
+}
+
+
+@pytest.mark.parametrize("outage", list(OUTAGES))
+def test_a_store_outage_keeps_events_in_the_log_until_the_store_is_back(
+        tmp_path: Path, pg_url: str, outage: str) -> None:
     name = pg_url.rsplit("/", 1)[1]
+    down, back = (sql.format(name) for sql in OUTAGES[outage])
     go_on = tmp_path / "go-on"
     children = 4
     with start_server(tmp_path / "data", tmp_path / "server.log",
@@ -347,10 +360,9 @@ def test_a_read_only_database_keeps_events_in_the_log_until_it_is_writable(
         count = "SELECT count(*) AS n FROM error_logs"
         wait_for(lambda: rows(pg_url, count)[0]["n"] == children * 10, "the first halves")
 
-        # What Supabase does to a database whose disk is full, and what the SDK cannot see.
         admin = postgres_admin()
         try:
-            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            admin.execute(down)
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                           " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
             go_on.touch()
@@ -361,11 +373,12 @@ def test_a_read_only_database_keeps_events_in_the_log_until_it_is_writable(
             health = healthz(server)
             assert health["status"] == "degraded"
             assert health["store"]["lag_bytes"] > 0
-            assert rows(pg_url, count)[0]["n"] == children * 10
-            threading.Event().wait(1.0)  # retries while down change nothing
-            assert rows(pg_url, count)[0]["n"] == children * 10
+            if outage == "read-only":  # a database refusing connections refuses us too
+                assert rows(pg_url, count)[0]["n"] == children * 10
+                threading.Event().wait(1.0)  # retries while down change nothing
+                assert rows(pg_url, count)[0]["n"] == children * 10
         finally:
-            admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+            admin.execute(back)
             admin.close()
 
         # No one resets the server's sessions: it must notice by itself.
