@@ -106,12 +106,17 @@ def check_schema(url: str) -> None:
     assert {"bugs_fingerprint_key", "bugs_bug_number_key", "error_logs_event_id_key"} <= unique
     (routine,) = query(url, "SELECT count(*) AS n FROM pg_proc WHERE proname = 'shim_ingest'")
     assert routine["n"] == 1
-    assert query(url, "SELECT version FROM schema_migrations") == [{"version": 1}]
+    assert query(url, "SELECT version FROM schema_migrations ORDER BY 1") == [
+        {"version": 1}, {"version": 2}]
+    (context,) = query(url, "SELECT attcompression FROM pg_attribute"
+                       " WHERE attrelid = 'error_logs'::regclass AND attname = 'context'")
+    assert context["attcompression"] == "l"  # lz4 (this server has it)
 
 
 def test_a_fresh_database_gets_everything(tmp_path: Path, postgres_url: str) -> None:
     first = shim_migrate(tmp_path, "--database", postgres_url)
-    assert first.stdout.splitlines()[0] == "applied 0001_initial.sql"
+    assert first.stdout.splitlines()[:2] == ["applied 0001_initial.sql",
+                                              "applied 0002_lz4_context.sql"]
     check_schema(postgres_url)
     again = shim_migrate(tmp_path, "--database", postgres_url, "--json")
     assert json.loads(again.stdout)["applied"] == []
