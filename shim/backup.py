@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -70,6 +71,10 @@ def _row(row: ErrorLog) -> dict[str, Any]:
     values = {name: getattr(row, name) for name in _ROW_FIELDS}
     values["context"] = orjson.Fragment(row.context_json)
     return values
+
+
+def _check(position: Position) -> int:
+    return zlib.crc32(f"{position.file}:{position.offset}".encode())
 
 
 def parse_line(line: bytes) -> Batch:
@@ -226,18 +231,22 @@ class BackupLog:
     def applied(self) -> Position:
         try:
             data = orjson.loads(self.path(MARKER).read_bytes())
-            return Position(str(data["file"]), int(data["offset"]))
+            position = Position(str(data["file"]), int(data["offset"]))
         except FileNotFoundError:
             return Position()
         except (ValueError, KeyError, TypeError):
             return Position()  # unreadable: replaying from the start is safe, only slower
+        if "check" in data and data["check"] != _check(position):  # (older markers have none)
+            return Position()  # a torn write that still parses: from the start, as above
+        return position
 
     def mark_applied(self, position: Position) -> None:
         """Overwrite the marker in place with one small write. It need not be durable (an older
         marker only replays lines the store already has: event ids are unique) nor can a torn
-        one mislead (it reads as no marker). A rename per batch cost more than the fsynced
-        append of the batch itself."""
-        record = _dumps({"file": position.file, "offset": position.offset})
+        one mislead (it does not read, or fails its check, so the log is replayed from its
+        start). A rename per batch cost more than the fsynced append of the batch itself."""
+        record = _dumps({"file": position.file, "offset": position.offset,
+                         "check": _check(position)})
         fd = os.open(self.path(MARKER), os.O_WRONLY | os.O_CREAT, 0o640)
         try:
             os.pwrite(fd, record.ljust(MARKER_SIZE - 1) + b"\n", 0)

@@ -228,6 +228,10 @@ def test_the_applied_marker(log: BackupLog) -> None:
     assert log.applied() == Position("2026-11-29.jsonl", 7)
     # Overwritten in place, one fixed-size write: no longer marker leaves a tail behind.
     assert len(log.path(MARKER).read_bytes()) == MARKER_SIZE
+    # A torn write can leave JSON that parses but mixes two positions: its check fails.
+    marker = log.path(MARKER).read_bytes()
+    log.path(MARKER).write_bytes(marker.replace(b'"offset":7', b'"offset":8'))
+    assert log.applied() == Position()
     # A marker as the earlier versions wrote it (compact JSON, renamed into place) still reads.
     log.path(MARKER).write_bytes(b'{"file":"2026-11-30.jsonl","offset":5}')
     assert log.applied() == Position("2026-11-30.jsonl", 5)
