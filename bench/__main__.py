@@ -77,27 +77,25 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
     raise RuntimeError(f"nothing listening on {LOOPBACK}:{port} after {timeout} s")
 
 
-def tree_rss_peak_mb(pid: int) -> float:
-    """Peak resident memory of a process plus that of its children (the workers of a server)."""
-    total = rss_peak_mb(pid)
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """A memory line of a running process's /proc status (VmHWM: peak resident, VmRSS: now),
+    in MiB; 0 once the process is gone."""
     with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            total += tree_rss_peak_mb(int(child))
-    return total
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child_pids(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
 
 
 def rss_peak_mb(pid: int) -> float:
-    """Peak resident set size (VmHWM) of a running process, in MiB."""
-    try:
-        import psutil  # type: ignore[import-untyped]  # optional
-        info = psutil.Process(pid).memory_full_info()
-        return float(getattr(info, "peak_wset", info.rss)) / 2**20
-    except ImportError:
-        pass
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Peak resident memory of a process plus that of its children (the workers of a server)."""
+    return memory_mb(pid) + sum(rss_peak_mb(child) for child in child_pids(pid))
 
 
 @contextlib.contextmanager
@@ -207,7 +205,7 @@ class Bench:
             result = self._drive(port, bodies, target.encoding, wrap=False)
             stored, seconds = wait_rows(database_url, before, result.events, result.started)
             run = Run(result, stored=stored, stored_seconds=seconds,
-                      rss_peak_mb=tree_rss_peak_mb(process.pid),
+                      rss_peak_mb=rss_peak_mb(process.pid),
                       exhausted=result.requests + sum(
                           n for s, n in result.statuses.items() if not s.isdigit()) >= len(bodies))
         if target.name == "shim-postgres":

@@ -35,7 +35,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,6 +51,8 @@ from typing import Any
 
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
+from bench.__main__ import free_port
+
 KEY = "c0a5410094c0ffee0123456789abcdef"
 PROJECT = "1"
 MODES = ("immediate", "after_acks", "mid_burst")
@@ -60,12 +61,6 @@ STARTUP_TIMEOUT = 20.0
 CATCH_UP_TIMEOUT = 60.0
 HEADERS = {"Content-Type": "application/x-sentry-envelope",
            "X-Sentry-Auth": f"Sentry sentry_version=7, sentry_key={KEY}, sentry_client=crash-loop/1"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def envelope_for(event_id: str, serial: int) -> bytes:

@@ -42,7 +42,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import count_rows, free_port, server, wait_listening
+from bench.__main__ import (
+    child_pids,
+    count_rows,
+    free_port,
+    memory_mb,
+    server,
+    wait_listening,
+)
 from bench.corpus import Body, read_corpus
 from bench.load import LOOPBACK, FreshBody, Result, request_head, run_load
 from shim.envelope import parse_envelope
@@ -143,25 +150,13 @@ START = Sample(seconds=0.0, phase="storm", rss_mb=0.0, children_mb=0.0, requests
                stored=0, slim=0, lag_bytes=0, disk_mb=0.0)
 
 
-def _status_kib(pid: int, name: str) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def _peak_mb(pid: int, samples: list[Sample]) -> float:
     """VmHWM, or a higher VmRSS sampled (the kernel's counters of a process are approximate)."""
-    return max(_status_kib(pid, "VmHWM") / 1024, *(s.rss_mb for s in samples))
+    return max(memory_mb(pid), *(s.rss_mb for s in samples))
 
 
 def _children_mb(pid: int) -> float:
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return 0.0
-    return sum(_status_kib(int(child), "VmRSS") for child in children) / 1024
+    return sum(memory_mb(child, "VmRSS") for child in child_pids(pid))
 
 
 def _disk_mb(directory: Path | None) -> float:
@@ -198,7 +193,7 @@ def _sample(pid: int, port: int, data_dir: Path | None, result: Result, storm: S
     # The phase of the 5 s the sample closes: the one that held most of them.
     in_distinct = now - SAMPLE_SECONDS / 2 >= storm.distinct_at
     return Sample(seconds=round(now - began, 2), phase="distinct" if in_distinct else "storm",
-                  rss_mb=_status_kib(pid, "VmRSS") / 1024, children_mb=_children_mb(pid),
+                  rss_mb=memory_mb(pid, "VmRSS"), children_mb=_children_mb(pid),
                   requests=result.requests, events=result.events,
                   stored=health.get("events_stored"), slim=health.get("stored_slim"),
                   lag_bytes=health.get("store", {}).get("lag_bytes"), disk_mb=_disk_mb(data_dir))
