@@ -246,3 +246,24 @@ def run_shim(server: LiveServer, *args: str, env: dict[str, str] | None = None,
     """Run the real ``python -m shim ARGS`` against ``server``'s data dir (while it runs)."""
     return subprocess.run([sys.executable, "-m", "shim", *args], env=shim_env(server, env),
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@contextlib.contextmanager
+def sdk_events(**options: Any) -> Iterator[list[dict[str, Any]]]:
+    """Events a real SDK client would send, kept in-process (``before_send`` keeps each and
+    drops it); the client is closed afterwards. ``options`` go to ``sentry_sdk.init``."""
+    import sentry_sdk
+
+    events: list[dict[str, Any]] = []
+
+    def keep(event: Any, hint: Any) -> None:
+        events.append(event)
+        return None
+
+    sentry_sdk.init(dsn="http://key@127.0.0.1:9/1", before_send=keep,
+                    auto_enabling_integrations=False, **options)
+    try:
+        yield events
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.get_global_scope().set_client(None)

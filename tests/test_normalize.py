@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 import sentry_sdk
+from conftest import sdk_events
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sentry_sdk.utils import event_from_exception
@@ -44,20 +45,9 @@ def normalize(event: object, *, event_id: str | None = None, bug_level: str = "c
 
 @pytest.fixture
 def captured() -> Iterator[list[Event]]:
-    """Events a real SDK client would send, kept in-process; the client is closed afterwards."""
-    events: list[Event] = []
-
-    def keep(event: Any, hint: Any) -> None:
-        events.append(event)
-        return None
-
-    sentry_sdk.init(dsn="http://key@127.0.0.1:9/1", before_send=keep, release="scanner@1.2.0",
-                    environment="staging", server_name="scan-box", auto_enabling_integrations=False)
-    try:
+    with sdk_events(release="scanner@1.2.0", environment="staging",
+                    server_name="scan-box") as events:
         yield events
-    finally:
-        sentry_sdk.get_client().close()
-        sentry_sdk.get_global_scope().set_client(None)
 
 
 class ScanError(Exception):

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from conftest import sdk_events
 
 from shim.stacktrace import DIRECT_CAUSE, DURING_HANDLING, exception_line, render
 
@@ -22,20 +23,8 @@ Event = dict[str, Any]
 
 @pytest.fixture
 def captured() -> Iterator[list[Event]]:
-    """Events a real SDK client would send, kept in-process; the client is closed afterwards."""
-    events: list[Event] = []
-
-    def keep(event: Any, hint: Any) -> None:
-        events.append(event)
-        return None
-
-    sentry_sdk.init(dsn="http://key@127.0.0.1:9/1", before_send=keep,
-                    auto_enabling_integrations=False)
-    try:
+    with sdk_events() as events:
         yield events
-    finally:
-        sentry_sdk.get_client().close()
-        sentry_sdk.get_global_scope().set_client(None)
 
 
 def python_lines(exc: BaseException) -> list[str]:
