@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from shim import grouping, policy
+from shim import grouping, policy, projection
 from shim.envelope import Envelope, Item, parse_event_id
 from shim.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
-from shim.normalize import DEFAULT_SCRUBBER, iso_utc, normalize_event
+from shim.normalize import DEFAULT_SCRUBBER, iso_utc, normalize_event, normalize_used
 from shim.records import Batch, CheckIn, ErrorLog
 from shim.scrub import Scrubber
 
@@ -89,17 +89,37 @@ def ingest_store(
     return Ingested(batch, event_id=row.event_id)
 
 
-def _payload_json(item: Item, limits: Limits) -> Any:
+def _payload(item: Item, limits: Limits) -> bytes:
     if len(item.payload) > limits.max_event_bytes:
         raise PayloadTooLarge(
             f"{item.type} item is {len(item.payload)} bytes; the limit is {limits.max_event_bytes}"
         )
     if not item.payload.strip():
         raise InvalidEvent(f"{item.type} item has an empty payload")
+    return item.payload
+
+
+def _payload_json(item: Item, limits: Limits) -> Any:
     try:
-        return orjson.loads(item.payload)
+        return orjson.loads(_payload(item, limits))
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"{item.type} item payload is not valid JSON: {exc}") from None
+
+
+def _event_row(item: Item, envelope: Envelope, project_id: str, received: datetime,
+               limits: Limits) -> ErrorLog:
+    """The row of an event item: from its used parts read straight from the text when the event
+    has the common shape (``shim.projection``), else from the whole JSON."""
+    projected = projection.used_parts(_payload(item, limits))
+    if projected is not None:
+        used, dumped = projected
+        return normalize_used(used, event_id=envelope.event_id, project_id=project_id,
+                              received=received, bug_level=limits.bug_level,
+                              scrubber=limits.scrubber, dumped=dumped)
+    return normalize_event(
+        _payload_json(item, limits), event_id=envelope.event_id, project_id=project_id,
+        received=received, bug_level=limits.bug_level, scrubber=limits.scrubber,
+    )
 
 
 def _ingest_item(
@@ -111,10 +131,7 @@ def _ingest_item(
     result: Ingested,
 ) -> None:
     if item.type == "event":
-        row = normalize_event(
-            _payload_json(item, limits), event_id=envelope.event_id, project_id=project_id,
-            received=received, bug_level=limits.bug_level, scrubber=limits.scrubber,
-        )
+        row = _event_row(item, envelope, project_id, received, limits)
         result.batch.error_logs.append(row)
         result.event_id = result.event_id or row.event_id
     elif item.type == "log":

@@ -18,7 +18,7 @@ from shim.errors import InvalidEnvelope, InvalidEvent
 from shim.records import ErrorLog
 from shim.scrub import Scrubber, scrub_event
 
-_LEGACY_KEYS = {
+LEGACY_KEYS = {
     "sentry.interfaces.Exception": "exception",
     "sentry.interfaces.Message": "logentry",
     "sentry.interfaces.Stacktrace": "stacktrace",
@@ -29,18 +29,18 @@ _LEGACY_KEYS = {
 
 DEFAULT_SCRUBBER = Scrubber()
 
-_CONTEXT_KEYS = (
+CONTEXT_KEYS = (
     "tags", "extra", "contexts", "user", "request", "release", "environment", "server_name", "sdk",
     "breadcrumbs", "platform", "logger", "transaction", "dist", "fingerprint",
 )
 
 
 # Top-level keys a row is built from; everything else (modules, spans, debug_meta...) is dropped.
-_USED_KEYS = frozenset({*_CONTEXT_KEYS, "event_id", "timestamp", "level", "logger", "message",
+USED_KEYS = frozenset({*CONTEXT_KEYS, "event_id", "timestamp", "level", "logger", "message",
                         "logentry", "exception", "threads", "stacktrace", "contexts"})
 # Frame fields the stack trace text and the fingerprint use. Local variables and the source lines
 # around each frame are never stored, so they are dropped before scrubbing rather than scrubbed.
-_FRAME_KEYS = ("filename", "abs_path", "module", "function", "lineno", "in_app", "context_line")
+FRAME_KEYS = ("filename", "abs_path", "module", "function", "lineno", "in_app", "context_line")
 
 
 def _slim_frames(holder: object) -> object:
@@ -50,7 +50,7 @@ def _slim_frames(holder: object) -> object:
     stacktrace = holder.get("stacktrace") if "frames" not in holder else holder
     if not isinstance(stacktrace, dict) or not isinstance(stacktrace.get("frames"), list):
         return holder
-    frames = [{k: f[k] for k in _FRAME_KEYS if k in f} if isinstance(f, dict) else f
+    frames = [{k: f[k] for k in FRAME_KEYS if k in f} if isinstance(f, dict) else f
               for f in stacktrace["frames"]]
     if stacktrace is holder:
         return {**holder, "frames": frames}
@@ -60,10 +60,10 @@ def _slim_frames(holder: object) -> object:
 def _used_parts(event: dict[str, Any]) -> dict[str, Any]:
     """The event with legacy keys mapped, unused keys dropped and frames slimmed (shallow copies)."""
     event = dict(event)
-    for legacy, modern in _LEGACY_KEYS.items():
+    for legacy, modern in LEGACY_KEYS.items():
         if legacy in event and modern not in event:
             event[modern] = event[legacy]
-    used = {k: v for k, v in event.items() if k in _USED_KEYS}
+    used = {k: v for k, v in event.items() if k in USED_KEYS}
     if isinstance(used.get("stacktrace"), dict):
         used["stacktrace"] = _slim_frames(used["stacktrace"])
     for key in ("exception", "threads"):
@@ -214,7 +214,7 @@ def _thread_frames(event: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _context(event: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
-    context = {key: event[key] for key in _CONTEXT_KEYS if event.get(key) not in (None, {}, [])}
+    context = {key: event[key] for key in CONTEXT_KEYS if event.get(key) not in (None, {}, [])}
     context.pop("tags", None)  # the tags as read, never what was sent (pairs, or junk)
     if tags:
         context["tags"] = tags
@@ -248,7 +248,26 @@ def normalize_event(
     if not isinstance(event, dict):
         raise InvalidEvent(f"event must be a JSON object, got {type(event).__name__}")
     # Only what a row is built from is kept (and scrubbed): the caller's dict is untouched.
-    event = scrub_event(_used_parts(event), scrubber)
+    return normalize_used(_used_parts(event), event_id=event_id, project_id=project_id,
+                          received=received, bug_level=bug_level, item_type=item_type,
+                          scrubber=scrubber)
+
+
+def normalize_used(
+    used: dict[str, Any],
+    *,
+    event_id: str | None,
+    project_id: str,
+    received: datetime,
+    bug_level: str,
+    item_type: str = "event",
+    scrubber: Scrubber = DEFAULT_SCRUBBER,
+    dumped: bytes | None = None,
+) -> ErrorLog:
+    """``normalize_event`` of the parts a row is built from, as ``_used_parts`` gives them (or
+    ``shim.projection`` straight from the JSON text). ``dumped``, when given, is ``used`` as JSON:
+    the scrubber's one-pass test reads it instead of serialising the parts again."""
+    event = scrub_event(used, scrubber, dumped)
     if event_id is None:
         raw_id = event.get("event_id")
         try:

@@ -121,7 +121,11 @@ class Scrubber:
             text = orjson.dumps(value)
         except (orjson.JSONEncodeError, TypeError):  # nesting deeper than orjson writes
             return True
-        return self._suspect.search(text) is not None
+        return self.suspect_text(text) is not None
+
+    def suspect_text(self, text: bytes) -> object:
+        """The first thing in this JSON text that scrubbing could act on (None: nothing)."""
+        return self._suspect.search(text)
 
     def value(self, value: Any, depth: int = 0) -> Any:
         """A scrubbed copy of any JSON value (the value itself when nothing in it can change)."""
@@ -171,9 +175,17 @@ _UNTOUCHED = frozenset({"event_id", "timestamp", "platform", "level", "fingerpri
                         "modules", "debug_meta"})
 
 
-def scrub_event(event: dict[str, Any], scrubber: Scrubber) -> dict[str, Any]:
-    """The event with every part but the bookkeeping scrubbed (the event itself when clean)."""
-    parts = {k: v for k, v in event.items() if k not in _UNTOUCHED}
-    if not scrubber.could_hold_secrets(parts):  # the common case: one test for the whole event
+def scrub_event(event: dict[str, Any], scrubber: Scrubber,
+                dumped: bytes | None = None) -> dict[str, Any]:
+    """The event with every part but the bookkeeping scrubbed (the event itself when clean).
+
+    ``dumped``, when given, is the whole event as JSON: testing it (bookkeeping included, so
+    more than the parts) answers the one-pass test without serialising the parts again."""
+    if dumped is not None:
+        clean = scrubber.suspect_text(dumped) is None
+    else:
+        clean = not scrubber.could_hold_secrets({k: v for k, v in event.items()
+                                                 if k not in _UNTOUCHED})
+    if clean:  # the common case: one test for the whole event
         return event
     return {k: v if k in _UNTOUCHED else scrubber.value(v) for k, v in event.items()}

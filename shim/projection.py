@@ -1,0 +1,113 @@
+"""An event's JSON text decoded straight into the parts a row is built from. Pure.
+
+Most of an SDK event's bytes are never stored: frame local variables, the source lines around each
+frame, the ``modules`` list. ``normalize._used_parts`` drops them after ``orjson`` has built them
+all as Python objects; here msgspec skips them while it reads the text (typed dicts with only the
+keys we use), which takes about a third of the time for a typical Python SDK event.
+
+``used_parts`` gives what ``_used_parts(orjson.loads(payload))`` would give for everything the row
+reads, or ``None`` when the payload is not in the common shape, and the general path (orjson, then
+``_used_parts``) takes it. ``tests/test_projection.py`` checks the rows are the same either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict, cast
+
+import msgspec
+import orjson
+import re2  # type: ignore[import-untyped]
+
+from shim.normalize import FRAME_KEYS, USED_KEYS
+
+
+class _Frame(TypedDict, total=False):
+    """The frame fields the stack trace text and the fingerprint read; the rest is skipped."""
+
+    filename: Any
+    abs_path: Any
+    module: Any
+    function: Any
+    lineno: Any
+    in_app: Any
+    context_line: Any
+
+
+class _Stacktrace(TypedDict, total=False):
+    frames: list[_Frame]
+
+
+class _Value(TypedDict, total=False):
+    """One exception (or thread): what the stack trace, the title and the fingerprint read."""
+
+    type: Any
+    value: Any
+    module: Any
+    mechanism: Any
+    stacktrace: _Stacktrace
+
+
+class _Values(_Value, total=False):
+    """``{"values": [...]}``, or (very old clients) a lone exception object."""
+
+    values: list[_Value]
+
+
+class _Event(TypedDict, total=False):
+    """The top-level keys a row is built from (``normalize.USED_KEYS``)."""
+
+    exception: _Values | list[_Value] | None
+    threads: _Values | list[_Value] | None
+    stacktrace: _Stacktrace | None
+    event_id: Any
+    timestamp: Any
+    level: Any
+    message: Any
+    logentry: Any
+    tags: Any
+    extra: Any
+    contexts: Any
+    user: Any
+    request: Any
+    release: Any
+    environment: Any
+    server_name: Any
+    sdk: Any
+    breadcrumbs: Any
+    platform: Any
+    logger: Any
+    transaction: Any
+    dist: Any
+    fingerprint: Any
+
+
+# The lists above must be exactly what normalize reads.
+assert tuple(_Frame.__annotations__) == FRAME_KEYS
+assert set(_Event.__annotations__) == USED_KEYS
+
+_DECODER = msgspec.json.Decoder(_Event)
+# What msgspec reads differently from orjson, or does not check in the parts it skips, sends the
+# payload to the general path, so it is accepted or refused exactly as orjson would: found in one
+# linear-time pass. Old clients' interface names ("sentry.interfaces.Exception"), which the
+# general path maps; escaped surrogates (refused when unpaired); integers past 64 bits (orjson
+# reads them as floats); numbers with exponents of three digits (orjson refuses infinities).
+_GENERAL = re2.compile(rb'"sentry\.interfaces\.|\\u[dD][89a-fA-F]'
+                       rb'|[:,\[][ \t\r\n]*-?(?:[0-9]{20}|[0-9]+(?:\.[0-9]*)?[eE]\+?[0-9]{3})')
+
+
+def used_parts(payload: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """(the used parts, those parts as JSON) of an event payload, or None for the general path.
+
+    The JSON is what the scrubber's one-pass test reads (the parts would otherwise be serialised
+    again for it).
+    """
+    if _GENERAL.search(payload):
+        return None
+    try:
+        if not payload.isascii():
+            payload.decode()  # orjson refuses invalid UTF-8 anywhere, skipped parts included
+        used = cast(dict[str, Any], _DECODER.decode(payload))
+        return used, orjson.dumps(used)
+    except (UnicodeDecodeError, msgspec.ValidationError, msgspec.DecodeError,
+            orjson.JSONEncodeError):
+        return None
