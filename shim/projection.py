@@ -109,5 +109,5 @@ def used_parts(payload: bytes) -> tuple[dict[str, Any], bytes] | None:
         used = cast(dict[str, Any], _DECODER.decode(payload))
         return used, orjson.dumps(used)
     except (UnicodeDecodeError, msgspec.ValidationError, msgspec.DecodeError,
-            orjson.JSONEncodeError):
+            orjson.JSONEncodeError, RecursionError):  # msgspec's depth limit is Python's
         return None

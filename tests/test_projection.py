@@ -179,6 +179,9 @@ def test_every_real_sdk_event_takes_the_projection_and_gives_the_same_row(
     (b'{"exception": "E: boom"}', False),
     (b'[1, 2]', False),
     (b'{"message": "m", "extra": {"a": 1}', False),  # truncated
+    # Nesting past msgspec's depth (Python's recursion limit; orjson's is 1024).
+    (b'{"message": "m", "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}", False),
+    (b'{"message": "m", "modules": ' + b"[" * 5000 + b"]" * 5000 + b"}", False),
     # The common shapes are taken.
     (b'{"message": "caf\\u00e9", "extra": {"n": 12345678901234567890}}', False),
     (b'{"message": "caf\\u00e9", "extra": {"n": 1234567890123456789}}', True),
