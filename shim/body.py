@@ -7,16 +7,17 @@ held in memory whole.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import AsyncIterable, Iterator
 from typing import Any, Protocol
 
 import brotli
 import zstandard
+from isal import isal_zlib
 
 from shim.errors import BadCompression, PayloadTooLarge, UnsupportedEncoding
 
 STEP = 64 * 1024  # most output one decoder call may produce
+_INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]  # stub: an instance
 
 
 class Decoder(Protocol):
@@ -35,24 +36,25 @@ class Identity:
 
 class Zlib:
     """gzip (``wbits=31``, several members allowed), zlib-wrapped deflate, or raw deflate, told
-    apart from the first bytes."""
+    apart from the first bytes. Decoded by ISA-L (``isal``: zlib's interface, about twice as
+    fast at inflating)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._gzip = name in ("gzip", "x-gzip")
-        self._obj: zlib._Decompress | None = None  # None before a stream starts and after it ends
+        self._obj: Any = None  # None before a stream starts and after it ends
         self._ended = False  # at least one stream (gzip member) has ended
         self._pending = b""  # input not yet handed to a decompressor
         # The last call stopped at STEP bytes of output: zlib may still hold output (and may have
         # consumed all its input into its bit buffer), so it must be asked again with no input.
         self._full = False
 
-    def _start(self, first: bytes) -> zlib._Decompress:
+    def _start(self, first: bytes) -> Any:
         if self._gzip:
-            return zlib.decompressobj(31)
+            return isal_zlib.decompressobj(31)
         # HTTP's "deflate" is meant to be zlib-wrapped, but some clients send raw deflate.
         is_zlib = len(first) >= 2 and first[0] & 0x0F == 8 and (first[0] << 8 | first[1]) % 31 == 0
-        return zlib.decompressobj(15 if is_zlib else -15)
+        return isal_zlib.decompressobj(15 if is_zlib else -15)
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
         # A STEP of input at a time: zlib copies the input it has not used yet into
@@ -72,7 +74,7 @@ class Zlib:
             data, self._pending = self._pending, b""
             try:
                 out = self._obj.decompress(data, STEP)
-            except zlib.error as exc:
+            except _INFLATE_ERROR as exc:
                 raise BadCompression(f"{self.name} body cannot be decoded: {exc}") from None
             self._full = len(out) >= STEP
             if self._obj.eof:
@@ -88,7 +90,7 @@ class Zlib:
         data = self._pending
         if self._ended:  # after the end of a stream: another gzip member, or padding
             if self._gzip and data.startswith(b"\x1f\x8b"):
-                self._obj = zlib.decompressobj(31)
+                self._obj = isal_zlib.decompressobj(31)
                 return True
             if self._gzip and not final and b"\x1f\x8b".startswith(data):
                 return False  # the next member's magic is split across chunks
