@@ -16,9 +16,8 @@ from typing import Any, TypedDict, cast
 
 import msgspec
 import orjson
-import re2  # type: ignore[import-untyped]
 
-from shim.normalize import FRAME_KEYS, USED_KEYS
+from shim.normalize import FRAME_KEYS, LEGACY_KEYS, USED_KEYS
 
 
 class _Frame(TypedDict, total=False):
@@ -81,32 +80,46 @@ class _Event(TypedDict, total=False):
     fingerprint: Any
 
 
+# Old clients' names of parts: read only to notice them (the general path maps them).
+_Legacy = TypedDict("_Legacy", {
+    "sentry.interfaces.Exception": Any, "sentry.interfaces.Message": Any,
+    "sentry.interfaces.Stacktrace": Any, "sentry.interfaces.Http": Any,
+    "sentry.interfaces.User": Any, "sentry.interfaces.Breadcrumbs": Any,
+}, total=False)
+
+
+class _Read(_Event, _Legacy, total=False):
+    """What is read of an event."""
+
+
 # The lists above must be exactly what normalize reads.
 assert tuple(_Frame.__annotations__) == FRAME_KEYS
 assert set(_Event.__annotations__) == USED_KEYS
+assert set(_Legacy.__annotations__) == set(LEGACY_KEYS)
 
-_DECODER = msgspec.json.Decoder(_Event)
-# What msgspec reads differently from orjson, or does not check in the parts it skips, sends the
-# payload to the general path, so it is accepted or refused exactly as orjson would: found in one
-# linear-time pass. Old clients' interface names ("sentry.interfaces.Exception"), which the
-# general path maps; escaped surrogates (refused when unpaired); integers past 64 bits (orjson
-# reads them as floats); numbers with exponents of three digits (orjson refuses infinities).
-_GENERAL = re2.compile(rb'"sentry\.interfaces\.|\\u[dD][89a-fA-F]'
-                       rb'|[:,\[][ \t\r\n]*-?(?:[0-9]{20}|[0-9]+(?:\.[0-9]*)?[eE]\+?[0-9]{3})')
+_DECODER = msgspec.json.Decoder(_Read)
 
 
 def used_parts(payload: bytes) -> tuple[dict[str, Any], bytes] | None:
     """(the used parts, those parts as JSON) of an event payload, or None for the general path.
 
     The JSON is what the scrubber's one-pass test reads (the parts would otherwise be serialised
-    again for it).
+    again for it). Where msgspec and orjson could differ, the general path decides:
+
+    - invalid UTF-8 in a skipped string: orjson refuses it, msgspec does not look (checked here);
+    - integers past 64 bits in a used part: orjson reads them as floats (writing the parts back
+      fails on them here); in a skipped part both accept them;
+    - old clients' interface names (``sentry.interfaces.Exception``): the general path maps them.
+
+    One difference is kept: a number past the range of a double in a skipped part (``1e999``) is
+    valid JSON, which msgspec skips and orjson refuses; such an event is now taken.
     """
-    if _GENERAL.search(payload):
-        return None
     try:
         if not payload.isascii():
-            payload.decode()  # orjson refuses invalid UTF-8 anywhere, skipped parts included
+            payload.decode()
         used = cast(dict[str, Any], _DECODER.decode(payload))
+        if not used.keys().isdisjoint(LEGACY_KEYS):
+            return None
         return used, orjson.dumps(used)
     except (UnicodeDecodeError, msgspec.ValidationError, msgspec.DecodeError,
             orjson.JSONEncodeError, RecursionError):  # msgspec's depth limit is Python's
