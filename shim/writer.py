@@ -1,9 +1,19 @@
 """The one writer: every request waiting at a moment is logged and committed in one go.
 
-Requests ``submit`` their ``Batch`` and wait. The writer task takes whatever is queued (up to
-``max_batches``) and hands it to the journal on its own thread: append to the backup log and fsync,
-then one store transaction. Each waiting request is answered after that. While one batch commits,
-the next requests queue up, so the batch grows with the load and the per-event cost shrinks.
+Requests ``submit`` their ``Batch`` and wait. The writer is a thread of its own, the only one that
+touches the store: it takes everything released to it (up to ``max_batches``) and hands it to the
+journal: append to the backup log and fsync, then one store transaction. Each waiting request is
+answered after that; the batch grows with the load, and the per-event cost shrinks.
+
+When a commit may start is the store's choice (``Store.overlaps_commits``):
+
+- A database server (Postgres, Supabase) mostly waits on another process while it commits, and
+  the thread waits without the GIL: submissions are released at once, so the event loop goes on
+  reading and ingesting the next requests while the previous ones commit.
+- SQLite commits in this process, holding the GIL for much of it: a commit running beside the
+  event loop would slow both (and commit smaller batches). Submissions are released when the
+  event loop has run every request that was ready (``call_soon``), so the requests of a wave are
+  committed together while the loop has nothing else to do.
 
 When the store is down or behind, the journal only logs: requests are still answered (their events
 are on disk), and the writer keeps trying to catch the store up from the log, with backoff.
@@ -14,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shim.journal import Journal, StoreDown
 from shim.records import Batch, Stored
@@ -41,13 +52,32 @@ class _Pending:
     done: asyncio.Future[list[Stored]]
 
 
+@dataclass
+class _Job:
+    """A call to run on the writer's thread (the only thread that touches the store)."""
+
+    call: Callable[[], Any]
+    done: asyncio.Future[Any]
+
+
+_STOP = None  # queued by ``stop``: commit what came before it, catch up, end the thread
+Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
+
+
 class Writer:
-    def __init__(self, journal: Journal, max_batches: int = 512) -> None:
+    def __init__(self, journal: Journal, max_batches: int = 512,
+                 overlap: bool | None = None) -> None:
         self.journal = journal
         self.max_batches = max_batches
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shim-writer")
-        self._task: asyncio.Task[None] | None = None
+        self.overlap = journal.store.overlaps_commits if overlap is None else overlap
+        self._submitted: list[_Pending] = []  # on the loop, not yet released to the thread
+        self._release_due = False
+        self._queue: deque[_Pending | _Job | None] = deque()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finished: asyncio.Future[None] | None = None
+        self._stopping = False
         self.transactions = 0
         self.lagging = False  # the store is behind the log
         self.store_error: str | None = None
@@ -61,69 +91,136 @@ class Writer:
         return self.journal.store
 
     async def start(self) -> None:
-        lagging, _ = await self.run_in_thread(self.journal.lag)
-        self.lagging = lagging
-        self._task = asyncio.create_task(self._run(), name="shim-writer")
+        self._loop = asyncio.get_running_loop()
+        self._finished = self._loop.create_future()
+        self._thread = threading.Thread(target=self._run, name="shim-writer", daemon=True)
+        self._thread.start()
+        self.lagging, _ = await self.run_in_thread(self.journal.lag)
 
     async def stop(self) -> None:
         """Commit everything already submitted, try a last catch-up, then stop."""
-        if self._task is not None:
-            await self._queue.put(None)
-            await self._task
-            self._task = None
-        self._thread.shutdown(wait=True)
+        if self._thread is None or self._finished is None:
+            return
+        self._stopping = True
+        self._release()
+        self._put(_STOP)
+        await self._finished
+        self._thread.join()
+        self._thread = None
 
     async def submit(self, batch: Batch) -> list[Stored]:
         """Wait until ``batch`` is kept; raise ``StoreFailed`` if it cannot be."""
-        if self._task is None or self._task.done():
+        if self._stopping or self._thread is None or not self._thread.is_alive():
             raise StoreFailed("the writer is not running")
-        done: asyncio.Future[list[Stored]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(batch, done))
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Stored]] = loop.create_future()
+        self._submitted.append(_Pending(batch, done))
+        if self.overlap:
+            self._release()
+        elif not self._release_due:  # after the requests the loop has ready now
+            self._release_due = True
+            loop.call_soon(self._release)
         return await done
 
     async def run_in_thread(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn`` on the writer's thread (the only thread that touches the store)."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        """Run ``fn`` on the writer's thread, in turn with the commits."""
+        if self._thread is None or not self._thread.is_alive():
+            raise StoreFailed("the writer is not running")
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._release()  # what was submitted before it is committed before it
+        self._put(_Job(lambda: fn(*args), done))
+        return await done
 
-    async def _run(self) -> None:
-        stopping = False
-        while not stopping:
+    def _release(self) -> None:
+        """Hand what was submitted to the thread."""
+        self._release_due = False
+        if self._submitted:
+            submitted, self._submitted = self._submitted, []
+            self._put(*submitted)
+
+    def _put(self, *items: _Pending | _Job | None) -> None:
+        with self._wake:
+            self._queue.extend(items)
+            self._wake.notify()
+
+    # Everything below runs on the writer's thread.
+
+    def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException:  # pragma: no cover - a bug of ours; fail the waiting requests
+            log.exception("the writer stopped on an unexpected error")
+            raise
+        finally:
+            with self._wake:
+                left, self._queue = list(self._queue), deque()
+            failure = StoreFailed("the writer is not running")
+            self._answer([(item.done, None, failure) for item in left if item is not None])
+            if self._finished is not None:
+                self._answer([(self._finished, None, None)])
+
+    def _serve(self) -> None:
+        while True:
             if self.lagging:
-                await self._catch_up()
-            try:
-                timeout = (max(0.05, self._retry_at - time.monotonic()) if self.lagging
-                           else IDLE_CHECK)
-                first = await asyncio.wait_for(self._queue.get(), timeout)
-            except TimeoutError:
+                self._catch_up()
+            taken = self._take()
+            if not taken:
                 if not self.lagging:
                     # A CLI change that could only be logged leaves the store behind while we
                     # are idle; notice it without waiting for the next event.
-                    self.lagging, _ = await self.run_in_thread(self.journal.lag)
+                    self.lagging, _ = self.journal.lag()
                 continue
-            if first is None:
-                break
-            pending = [first]
-            while len(pending) < self.max_batches and not self._queue.empty():
-                more = self._queue.get_nowait()
-                if more is None:
-                    stopping = True
-                    break
-                pending.append(more)
-            await self._commit(pending)
-        if self.lagging:
-            await self._catch_up(force=True)
+            pending: list[_Pending] = []
+            for item in taken:
+                if isinstance(item, _Pending):
+                    pending.append(item)
+                    continue
+                if pending:  # what was submitted before a job or the stop is committed first
+                    self._commit(pending)
+                    pending = []
+                if item is _STOP:
+                    if self.lagging:
+                        self._catch_up(force=True)
+                    return
+                assert isinstance(item, _Job)
+                self._run_job(item)
+            if pending:
+                self._commit(pending)
 
-    async def _commit(self, pending: list[_Pending]) -> None:
+    def _take(self) -> list[_Pending | _Job | None]:
+        """What is queued, after waiting for something (or for the next retry / idle check)."""
+        with self._wake:
+            if not self._queue:
+                timeout = (max(0.05, self._retry_at - time.monotonic()) if self.lagging
+                           else IDLE_CHECK)
+                self._wake.wait(timeout)
+            count = min(len(self._queue), self.max_batches)
+            return [self._queue.popleft() for _ in range(count)]
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            result = job.call()
+        except Exception as exc:
+            self._answer([(job.done, None, exc)])
+        else:
+            self._answer([(job.done, result, None)])
+
+    def _commit(self, pending: list[_Pending]) -> None:
         batches = [p.batch for p in pending]
         try:
-            results = await self.run_in_thread(self.journal.commit, batches)
+            results = self.journal.commit(batches)
             self.log_error = None
         except OSError as exc:
             if self.log_error is None:
                 log.error("cannot write the backup log (%s); answering 503 until it can", exc)
             self.log_error = str(exc)
-            for one in pending:
-                _settle(one, error=StoreFailed(f"the backup log cannot be written: {exc}"))
+            failure = StoreFailed(f"the backup log cannot be written: {exc}")
+            self._answer([(p.done, None, failure) for p in pending])
+            return
+        except Exception as exc:  # a bug of ours: these requests fail, the writer goes on
+            log.exception("committing %d requests failed", len(pending))
+            failure = StoreFailed(f"the events could not be kept: {type(exc).__name__}")
+            self._answer([(p.done, None, failure) for p in pending])
             return
         self.transactions += 1
         if results is None:  # kept in the log only; the store catches up later
@@ -135,17 +232,17 @@ class Writer:
         elif any(r.bug_id for stored in results for r in stored) or any(
                 b.status_changes for b in batches):
             self.bugs_changed += 1
-        for one, stored in zip(pending, results, strict=True):
-            _settle(one, result=stored)
+        self._answer([(p.done, stored, None)
+                      for p, stored in zip(pending, results, strict=True)])
 
-    async def _catch_up(self, force: bool = False) -> None:
+    def _catch_up(self, force: bool = False) -> None:
         if not force and time.monotonic() < self._retry_at:
             return
         try:
             while True:
-                done = await self.run_in_thread(self.journal.catch_up)
+                done = self.journal.catch_up()
                 self.bugs_changed += 1
-                if done or (not self._queue.empty() and not force):
+                if done or (self._queue and not force):
                     break
         except StoreDown as exc:
             self.store_error = str(exc)
@@ -162,13 +259,17 @@ class Writer:
                 log.warning("store is back; caught up from the backup log")
             self.lagging, self.store_error, self._retry_delay = False, None, RETRY_MIN
 
+    def _answer(self, outcomes: list[Outcome]) -> None:
+        """Settle futures on the event loop: one wake-up of the loop for a whole commit."""
+        if outcomes and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(_settle, outcomes)
 
-def _settle(pending: _Pending, result: list[Stored] | None = None,
-            error: Exception | None = None) -> None:
-    if pending.done.done():  # the client went away; its batch is kept all the same
-        return
-    if error is not None:
-        pending.done.set_exception(error)
-    else:
-        assert result is not None
-        pending.done.set_result(result)
+
+def _settle(outcomes: list[Outcome]) -> None:
+    for done, result, error in outcomes:
+        if done.done():  # the client went away; its batch is kept all the same
+            continue
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import threading
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 from shim.backup import REJECTED, BackupLog, Position
 from shim.journal import Journal
 from shim.normalize import normalize_event
-from shim.records import Batch, ErrorLog
+from shim.records import Batch, ErrorLog, Stored
 from shim.store.sqlite import SQLiteStore
 from shim.writer import StoreFailed, Writer
 
@@ -51,7 +53,7 @@ def test_concurrent_submissions_share_one_transaction(tmp_path: Path) -> None:
     async def scenario() -> list[int]:
         writer = make_writer(tmp_path)
         await writer.start()
-        # Queued before the writer task first runs, so all of them wait at the same moment.
+        # Submitted while the loop runs the gathered tasks, so all of them are handed over together.
         results = await asyncio.gather(
             *(writer.submit(batch(row(f"disk {i} full"))) for i in range(50)))
         transactions = writer.transactions
@@ -65,6 +67,93 @@ def test_concurrent_submissions_share_one_transaction(tmp_path: Path) -> None:
     assert bugs == 1  # "disk 1 full" ... "disk 49 full" are one message template
     assert count(path, "SELECT count(*) FROM error_logs") == 50
     assert count(path, "SELECT occurrence_count FROM bugs") == 50
+
+
+class GatedStore(SQLiteStore):
+    """A SQLite store whose writes wait for the test to open the gate."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.writes: list[int] = []  # requests per write
+
+    def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.writes.append(len(batches))
+        return super().write(batches)
+
+
+def test_with_overlap_the_loop_ingests_while_a_commit_runs_and_the_next_ones_share_a_commit(
+        tmp_path: Path) -> None:
+    """The policy of stores that commit on a database server: a submission starts a commit at
+    once; what is submitted meanwhile waits for the next one, and the event loop stays free."""
+    store = GatedStore(str(tmp_path / "shim.db"))
+    writer = Writer(Journal(BackupLog(tmp_path / "bugs" / "logs"), store), overlap=True)
+
+    async def scenario() -> None:
+        await writer.start()
+        first = asyncio.ensure_future(writer.submit(batch(row("first"))))
+        await asyncio.sleep(0)  # submit has run
+        # The commit starts without the loop's help: blocking the loop does not hold it back.
+        assert store.entered.wait(10)
+        # The loop is free while that commit waits: more requests are submitted meanwhile.
+        later = [asyncio.ensure_future(writer.submit(batch(row(f"later {i}"))))
+                 for i in range(10)]
+        await asyncio.sleep(0.05)
+        assert not first.done() and not any(f.done() for f in later)
+        store.gate.set()
+        await asyncio.gather(first, *later)
+        await writer.stop()
+
+    asyncio.run(scenario())
+    store.close()
+    assert store.writes == [1, 10]
+    assert writer.transactions == 2
+    assert count(tmp_path / "shim.db", "SELECT count(*) FROM error_logs") == 11
+
+
+def test_without_overlap_what_the_loop_has_ready_is_committed_together(tmp_path: Path) -> None:
+    """SQLite's policy: submissions are handed over once the loop has run every ready request,
+    even when they come from separate tasks started one after the other."""
+    store = GatedStore(str(tmp_path / "shim.db"))
+    store.gate.set()
+    writer = Writer(Journal(BackupLog(tmp_path / "bugs" / "logs"), store))
+    assert writer.overlap is False
+
+    async def scenario() -> None:
+        await writer.start()
+        tasks = [asyncio.ensure_future(writer.submit(batch(row(f"m {i}")))) for i in range(20)]
+        await asyncio.sleep(0)  # every submit has run
+        # Nothing is handed over while the loop is busy (here: blocked by this wait).
+        assert not store.entered.wait(0.2)
+        await asyncio.gather(*tasks)
+        await writer.stop()
+
+    asyncio.run(scenario())
+    store.close()
+    assert store.writes == [20]
+
+
+def test_a_job_runs_after_what_was_submitted_before_it(tmp_path: Path) -> None:
+    writer = make_writer(tmp_path)
+
+    async def scenario() -> tuple[bool, int]:
+        await writer.start()
+        pending = [asyncio.ensure_future(writer.submit(batch(row(f"m {i}", "info"))))
+                   for i in range(5)]
+        await asyncio.sleep(0)  # every submit has run
+        lag = await writer.run_in_thread(writer.journal.lag)
+        stored = await writer.run_in_thread(
+            count, tmp_path / "shim.db", "SELECT count(*) FROM error_logs")
+        await asyncio.gather(*pending)
+        await writer.stop()
+        return lag[0], stored
+
+    behind, stored = asyncio.run(scenario())
+    writer.journal.store.close()
+    assert (behind, stored) == (False, 5)
 
 
 def test_a_refused_batch_is_set_aside_alone(tmp_path: Path) -> None:

@@ -13,6 +13,10 @@ from shim.records import Batch, Stored
 
 
 class Store(Protocol):
+    # True when a commit mostly waits on another process (a database server), so the writer lets
+    # the event loop ingest the next requests meanwhile (see shim/writer.py).
+    overlaps_commits: bool
+
     def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
         """Store every batch in one transaction; per batch, what happened to each error_log."""
         ...

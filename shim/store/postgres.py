@@ -131,6 +131,8 @@ def redacted(url: str) -> str:
 
 
 class PostgresStore:
+    overlaps_commits = True  # a commit waits on the database server (shim/writer.py)
+
     def __init__(self, url: str, related_logs: int = 20, pool_size: int = 4,
                  connect_timeout: float = 5.0) -> None:
         self.url = url

@@ -130,6 +130,8 @@ def _json(value: Any) -> str:
 
 
 class SQLiteStore(SQLiteReads):
+    overlaps_commits = False  # it commits in this process, mostly holding the GIL (shim/writer.py)
+
     def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0,
                  background_checkpoints: bool = False, cache_mib: int = 64) -> None:
         if path != ":memory:":

@@ -71,6 +71,8 @@ def _hour(moment: str) -> str:
 
 
 class SupabaseStore:
+    overlaps_commits = True  # a commit waits on the database server (shim/writer.py)
+
     def __init__(self, url: str, key: str, related_logs: int = 20, timeout: float = 30.0) -> None:
         self.url = url
         self.related_logs = related_logs
