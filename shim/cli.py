@@ -117,6 +117,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.workers == 1:
         uvicorn.run(create_app(settings, keys), **options)
     else:
+        # The store is created (and migrated) once here, so the workers open an existing one
+        # rather than race to create it.
+        open_store(settings.database_url, related_logs=settings.related_logs).close()
         # Each worker is a new process that builds its app from the environment: hand it what
         # the command line chose. A generated key is already in the data dir for them to read.
         os.environ.update(SHIM_HOST=settings.host, SHIM_PORT=str(settings.port),

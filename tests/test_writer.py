@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import multiprocessing
 import sqlite3
 import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,3 +226,31 @@ def test_an_up_to_date_store_opens_while_another_process_holds_the_write_lock(
     store = SQLiteStore(str(path))
     assert store.ping() is True
     store.close()
+
+
+def _open_store(path: str, barrier: Any, results: Any, number: int) -> None:
+    barrier.wait()
+    try:
+        SQLiteStore(path).close()
+        results[number] = "ok"
+    except Exception as exc:  # reported to the test
+        results[number] = f"{type(exc).__name__}: {exc}"
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """`serve --workers N` on a fresh data dir: switching a new file to WAL takes its lock
+    without waiting, so the processes racing to create it used to fail ("database is locked")."""
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager:
+        results = manager.dict()
+        for attempt in range(12):
+            path = str(tmp_path / f"race-{attempt}" / "shim.db")
+            barrier = context.Barrier(4)
+            processes = [context.Process(target=_open_store, args=(path, barrier, results, n))
+                         for n in range(4)]
+            for process in processes:
+                process.start()
+            for process in processes:
+                process.join(60)
+            assert dict(results) == dict.fromkeys(range(4), "ok")
+            results.clear()

@@ -8,6 +8,7 @@ serialises other processes writing the same file, so the read-then-write of a bu
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -144,7 +145,7 @@ class SQLiteStore(SQLiteReads):
                                   timeout=busy_timeout)
         self.busy_timeout_ms = int(busy_timeout * 1000)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self._wal(busy_timeout)
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         # A 64 MiB page cache (split between the processes of `serve --workers`, which share the
@@ -159,6 +160,19 @@ class SQLiteStore(SQLiteReads):
             # it stays off the commit path. Auto-checkpoints remain as a backstop (~128 MiB).
             self.db.execute("PRAGMA wal_autocheckpoint=32768")
             self._checkpointer = Checkpointer(path)
+
+    def _wal(self, patience: float) -> None:
+        """Switch to WAL. The switch takes the file's exclusive lock without waiting (no busy
+        handler), so two processes opening a new database at once (``serve --workers``) retry."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def migrate(self) -> int:
         """Apply the schema steps this database has not seen; return how many ran.
