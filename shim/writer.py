@@ -23,6 +23,7 @@ When the log itself cannot be written, nothing was kept, and the requests get ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -78,6 +79,7 @@ class Writer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished: asyncio.Future[None] | None = None
         self._stopping = False
+        self._ended = False  # the thread has finished; set under ``_wake``
         self.transactions = 0
         self.lagging = False  # the store is behind the log
         self.store_error: str | None = None
@@ -134,14 +136,20 @@ class Writer:
     def _release(self) -> None:
         """Hand what was submitted to the thread."""
         self._release_due = False
-        if self._submitted:
-            submitted, self._submitted = self._submitted, []
-            self._put(*submitted)
+        if not self._submitted:
+            return
+        submitted, self._submitted = self._submitted, []
+        self._put(*submitted)
 
     def _put(self, *items: _Pending | _Job | None) -> None:
         with self._wake:
-            self._queue.extend(items)
-            self._wake.notify()
+            if not self._ended:
+                self._queue.extend(items)
+                self._wake.notify()
+                return
+        # The thread has ended (it failed): nothing will take these.
+        _settle([(item.done, None, StoreFailed("the writer is not running"))
+                 for item in items if item is not None])
 
     # Everything below runs on the writer's thread.
 
@@ -153,6 +161,7 @@ class Writer:
             raise
         finally:
             with self._wake:
+                self._ended = True
                 left, self._queue = list(self._queue), deque()
             failure = StoreFailed("the writer is not running")
             self._answer([(item.done, None, failure) for item in left if item is not None])
@@ -168,7 +177,10 @@ class Writer:
                 if not self.lagging:
                     # A CLI change that could only be logged leaves the store behind while we
                     # are idle; notice it without waiting for the next event.
-                    self.lagging, _ = self.journal.lag()
+                    try:
+                        self.lagging, _ = self.journal.lag()
+                    except OSError as exc:
+                        log.warning("cannot read the backup log's position: %s", exc)
                 continue
             pending: list[_Pending] = []
             for item in taken:
@@ -222,6 +234,9 @@ class Writer:
             failure = StoreFailed(f"the events could not be kept: {type(exc).__name__}")
             self._answer([(p.done, None, failure) for p in pending])
             return
+        except BaseException:  # the thread ends: nobody must be left waiting
+            self._answer([(p.done, None, StoreFailed("the writer stopped")) for p in pending])
+            raise
         self.transactions += 1
         if results is None:  # kept in the log only; the store catches up later
             if not self.lagging:
@@ -261,7 +276,9 @@ class Writer:
 
     def _answer(self, outcomes: list[Outcome]) -> None:
         """Settle futures on the event loop: one wake-up of the loop for a whole commit."""
-        if outcomes and self._loop is not None and not self._loop.is_closed():
+        if not outcomes or self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             self._loop.call_soon_threadsafe(_settle, outcomes)
 
 

@@ -158,6 +158,32 @@ def test_a_job_runs_after_what_was_submitted_before_it(tmp_path: Path) -> None:
     assert (behind, stored) == (False, 5)
 
 
+class EndingJournal(Journal):
+    """A journal whose commit ends the writer's thread (as an unexpected BaseException would)."""
+
+    def commit(self, batches: Sequence[Batch]) -> list[list[Stored]] | None:
+        raise SystemExit
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_if_the_writer_thread_ends_no_request_is_left_waiting(tmp_path: Path,
+                                                               overlap: bool) -> None:
+    store = SQLiteStore(str(tmp_path / "shim.db"))
+    writer = Writer(EndingJournal(BackupLog(tmp_path / "bugs" / "logs"), store), overlap=overlap)
+
+    async def scenario() -> list[object]:
+        await writer.start()
+        first = await asyncio.gather(*(writer.submit(batch(row(f"m {i}"))) for i in range(3)),
+                                     return_exceptions=True)
+        later = await asyncio.gather(writer.submit(batch(row("later"))), return_exceptions=True)
+        await asyncio.wait_for(writer.stop(), 10)
+        return [*first, *later]
+
+    outcomes = asyncio.run(asyncio.wait_for(scenario(), 30))
+    store.close()
+    assert [type(o) for o in outcomes] == [StoreFailed] * 4
+
+
 def test_a_refused_batch_is_set_aside_alone(tmp_path: Path) -> None:
     path = tmp_path / "shim.db"
     # A level the table's CHECK constraint refuses: the database itself rejects this row.
