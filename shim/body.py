@@ -34,6 +34,30 @@ class Identity:
         return iter(())
 
 
+MAX_GZIP_HEADER = 64 * 1024  # a name or comment longer than this is not a body we take
+
+
+def _gzip_header_size(data: bytes) -> int | None:
+    """The size of the gzip member header (RFC 1952) at the start of ``data``, or None while it
+    is incomplete. Only the lengths are read; the decompressor checks the rest."""
+    if len(data) < 10:
+        return None
+    flags, size = data[3], 10
+    if flags & 0x04:  # FEXTRA: two bytes of length, then that many bytes
+        if len(data) < size + 2:
+            return None
+        size += 2 + int.from_bytes(data[size:size + 2], "little")
+    for flag in (0x08, 0x10):  # FNAME, FCOMMENT: zero-terminated
+        if flags & flag:
+            end = data.find(b"\x00", size)
+            if end < 0:
+                return None
+            size = end + 1
+    if flags & 0x02:  # FHCRC
+        size += 2
+    return size if len(data) >= size else None
+
+
 class Zlib:
     """gzip (``wbits=31``, several members allowed), zlib-wrapped deflate, or raw deflate, told
     apart from the first bytes. Decoded by ISA-L (``isal``: zlib's interface, about twice as
@@ -90,6 +114,8 @@ class Zlib:
         data = self._pending
         if self._ended:  # after the end of a stream: another gzip member, or padding
             if self._gzip and data.startswith(b"\x1f\x8b"):
+                if not final and not self._whole_header(data):
+                    return False
                 self._obj = isal_zlib.decompressobj(31)
                 return True
             if self._gzip and not final and b"\x1f\x8b".startswith(data):
@@ -100,8 +126,20 @@ class Zlib:
             return False
         if len(data) < 2 and not final:
             return False  # deflate's wrapping is told from the first two bytes
+        if self._gzip and not final and not self._whole_header(data):
+            return False
         self._obj = self._start(data)
         return True
+
+    def _whole_header(self, data: bytes) -> bool:
+        """Whether ``data`` holds a whole gzip member header. ISA-L fails on a header with
+        optional fields (name, comment, extra, header CRC) that arrives in pieces, so a member
+        is started only once its header is here."""
+        size = _gzip_header_size(data)
+        if size is None and len(data) > MAX_GZIP_HEADER:
+            raise BadCompression(f"{self.name} body has a header longer than "
+                                 f"{MAX_GZIP_HEADER} bytes")
+        return size is not None
 
     def finish(self) -> Iterator[bytes]:
         yield from self._drain(final=True)

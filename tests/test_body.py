@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
+import struct
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -38,8 +39,21 @@ def zstd_stream(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
+def gzip_with_every_header_field(data: bytes) -> bytes:
+    """A gzip member with FEXTRA, FNAME, FCOMMENT and FHCRC set (RFC 1952), which SDKs do not
+    write but any gzip tool may."""
+    head = b"\x1f\x8b\x08\x1e" + b"\x00" * 4 + b"\x00\xff"
+    head += struct.pack("<H", 6) + b"AB\x02\x00hi" + b"name.json\x00" + b"a comment\x00"
+    head += struct.pack("<H", zlib.crc32(head) & 0xFFFF)
+    return head + raw_deflate(data) + struct.pack("<II", zlib.crc32(data), len(data))
+
+
 ENCODERS: dict[str, Callable[[bytes], bytes]] = {
     "gzip": gzip.compress,
+    "gzip (every header field)": gzip_with_every_header_field,
+    "gzip (two members, every header field)": lambda data: (
+        gzip_with_every_header_field(data[:len(data) // 2])
+        + gzip_with_every_header_field(data[len(data) // 2:])),
     "x-gzip": gzip.compress,
     "deflate": zlib.compress,  # zlib-wrapped, as HTTP means it
     "deflate (raw)": raw_deflate,  # what some clients send instead
@@ -153,6 +167,13 @@ def flipped(data: bytes, index: int) -> bytes:
 MALFORMED: dict[str, tuple[bytes, str, type[ShimError]]] = {
     "bad gzip": (b"this is not gzip at all", "gzip", BadCompression),
     "bad gzip header": (b"\x1f\x8b\x09" + GZ[3:], "gzip", BadCompression),
+    "gzip data checksum mismatch": (flipped(GZ, -5), "gzip", BadCompression),
+    "gzip size mismatch": (flipped(GZ, -1), "gzip", BadCompression),
+    "gzip header checksum mismatch": (
+        flipped(gzip_with_every_header_field(SMALL), 30), "gzip", BadCompression),
+    "deflate checksum mismatch": (flipped(DEFLATE, -1), "deflate", BadCompression),
+    "gzip name that never ends": (
+        b"\x1f\x8b\x08\x08" + b"\x00" * 6 + b"n" * 70_000, "gzip", BadCompression),
     "truncated gzip": (GZ[: len(GZ) // 2], "gzip", BadCompression),
     "truncated gzip trailer": (GZ[:-3], "gzip", BadCompression),
     "gzip of one byte": (b"\x1f", "gzip", BadCompression),
