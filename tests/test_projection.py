@@ -130,7 +130,8 @@ _event = st.fixed_dictionaries({}, optional={
     "spans": _json, "debug_meta": _json})
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(event=_event, ascii_only=st.booleans(), pretty=st.booleans(),
        header_id=st.none() | st.just("0123456789abcdef0123456789abcdef"))
 def test_the_projection_gives_the_general_path_s_row(event: dict[str, Any], ascii_only: bool,
@@ -165,17 +166,27 @@ _well_formed = st.fixed_dictionaries(
     })
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(event=_well_formed, ascii_only=st.booleans())
 def test_well_formed_events_take_the_projection_with_the_same_row(event: dict[str, Any],
                                                                    ascii_only: bool) -> None:
     payload = json.dumps(event, ensure_ascii=ascii_only).encode()
     taken = assert_same(payload)
-    # Only integers past 64 bits in a used part (extra's values may be any) send it elsewhere.
-    assert taken or b"extra" in payload
+    # Only integers past 64 bits (orjson reads them as floats) send such an event elsewhere.
+    assert taken or _has_wide_integer(event)
 
 
-@settings(max_examples=300, deadline=None)
+def _has_wide_integer(value: object) -> bool:
+    if isinstance(value, dict):
+        return any(_has_wide_integer(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_wide_integer(v) for v in value)
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and not -2**63 <= value < 2**64)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.binary(max_size=64) | _json.map(lambda v: json.dumps(v).encode()))
 def test_on_any_payload_the_projection_never_disagrees(payload: bytes) -> None:
     assert_same(payload)
