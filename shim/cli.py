@@ -170,7 +170,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
             bugs = store.all_bugs()
             sys.stdout.buffer.write(to_json(bugs) if args.format == "json" else to_csv(bugs))
             return 0
-        if args.background and not store.all_bugs() and not (
+        if args.background and not store.bugs_after("", 1) and not (
                 settings.backup_dir / "bugs.csv").exists():
             return 0  # the server's exporter: no bugs yet, no empty snapshot
         written = export(store, settings.backup_dir, args.format,

@@ -23,7 +23,7 @@ from shim.journal import Journal
 from shim.records import Batch, StatusChange
 from shim.settings import Settings
 from shim.snapshot import write_snapshot
-from shim.store import Store, open_store
+from shim.store import Store, iter_bugs, open_store
 from shim.tables import ago, parse_duration, table
 
 
@@ -153,7 +153,7 @@ def change_bugs(settings: Settings, numbers: list[str], status: str | None,
                   "when the server catches up", file=sys.stderr)
         else:
             try:
-                write_snapshot(store.all_bugs(), settings.backup_dir)
+                write_snapshot(iter_bugs(store), settings.backup_dir)
             except OSError as exc:
                 print(f"shim: the bugs snapshot was not rewritten: {exc}", file=sys.stderr)
         return [bug for n in wanted if (bug := store.get_bug(n)) is not None]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -33,13 +33,27 @@ def neutralise(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def to_csv(bugs: Iterable[dict[str, Any]]) -> bytes:
+def _csv_row(values: Iterable[object]) -> bytes:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    for bug in bugs:
-        writer.writerow([neutralise(bug.get(column)) for column in COLUMNS])
+    csv.writer(out, lineterminator="\r\n").writerow(values)
     return out.getvalue().encode("utf-8")
+
+
+def _csv_lines(bugs: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    yield _csv_row(COLUMNS)
+    for bug in bugs:
+        yield _csv_row(neutralise(bug.get(column)) for column in COLUMNS)
+
+
+def _json_element(bug: dict[str, Any], first: bool) -> bytes:
+    """One bug as an element of the indented array ``orjson.dumps(bugs, OPT_INDENT_2)`` writes
+    (JSON text never holds a raw newline inside a string, so indenting line by line is safe)."""
+    text = orjson.dumps({c: bug.get(c) for c in COLUMNS}, option=orjson.OPT_INDENT_2)
+    return (b"\n  " if first else b",\n  ") + text.replace(b"\n", b"\n  ")
+
+
+def to_csv(bugs: Iterable[dict[str, Any]]) -> bytes:
+    return b"".join(_csv_lines(bugs))
 
 
 def to_json(bugs: Iterable[dict[str, Any]]) -> bytes:
@@ -47,16 +61,45 @@ def to_json(bugs: Iterable[dict[str, Any]]) -> bytes:
                         option=orjson.OPT_INDENT_2)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def _temporary(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the server and a command may race
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the server and a command may race
+
+
+def _durable(file: BinaryIO) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = _temporary(path)
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        _durable(f)
     os.replace(tmp, path)
 
 
-def write_snapshot(bugs: list[dict[str, Any]], directory: Path) -> None:
-    write_atomically(directory / "bugs.csv", to_csv(bugs))
-    write_atomically(directory / "bugs.json", to_json(bugs))
+def write_snapshot(bugs: Iterable[dict[str, Any]], directory: Path) -> None:
+    """Both files, written as the bugs stream by (a page of them in memory at a time, however
+    many there are), then each renamed into place. The bytes are those of ``to_csv`` and
+    ``to_json``."""
+    csv_path, json_path = directory / "bugs.csv", directory / "bugs.json"
+    csv_tmp, json_tmp = _temporary(csv_path), _temporary(json_path)
+    try:
+        with open(csv_tmp, "wb") as csv_file, open(json_tmp, "wb") as json_file:
+            csv_file.write(_csv_row(COLUMNS))
+            json_file.write(b"[")
+            first = True
+            for bug in bugs:
+                csv_file.write(_csv_row(neutralise(bug.get(column)) for column in COLUMNS))
+                json_file.write(_json_element(bug, first))
+                first = False
+            json_file.write(b"]" if first else b"\n]")
+            _durable(csv_file)
+            _durable(json_file)
+    except BaseException:
+        for tmp in (csv_tmp, json_tmp):
+            tmp.unlink(missing_ok=True)
+        raise
+    os.replace(csv_tmp, csv_path)
+    os.replace(json_tmp, json_path)

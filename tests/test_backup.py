@@ -14,6 +14,7 @@ import io
 import os
 import sqlite3
 import stat
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from shim.normalize import normalize_event
 from shim.records import Batch, CheckIn, ErrorLog, StatusChange
 from shim.restore import restore
 from shim.settings import Settings
-from shim.snapshot import COLUMNS, neutralise, to_csv, write_atomically, write_snapshot
+from shim.snapshot import COLUMNS, neutralise, to_csv, to_json, write_atomically, write_snapshot
 from shim.store.sqlite import SQLiteStore
 
 DAY1 = datetime(2026, 11, 27, 23, 59, 58, tzinfo=UTC)
@@ -426,6 +427,35 @@ def test_the_snapshot_is_replaced_atomically(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         write_atomically(path, object())  # type: ignore[arg-type]  # fails while writing
     assert path.read_bytes() == before  # a failed write never leaves a half-written snapshot
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_the_streamed_snapshot_is_byte_for_byte_to_csv_and_to_json(tmp_path: Path,
+                                                                     count: int) -> None:
+    bugs = [snapshot_bug(n, title, stack_trace="Traceback:\n  line\n", description="a,b\"c")
+            for n, title in zip(range(1, count + 1), [*DANGEROUS, "caf\u00e9"], strict=False)]
+    write_snapshot(iter(bugs), tmp_path)
+    assert (tmp_path / "bugs.csv").read_bytes() == to_csv(bugs)
+    assert (tmp_path / "bugs.json").read_bytes() == to_json(bugs)
+    assert orjson.loads((tmp_path / "bugs.json").read_bytes()) == [
+        {c: b[c] for c in COLUMNS} for b in bugs]
+
+
+def test_the_snapshot_of_many_bugs_is_written_without_holding_them(tmp_path: Path) -> None:
+    """20 MB of bugs streamed from a generator: memory stays at one bug's worth, not all."""
+    def bugs() -> Iterator[dict[str, Any]]:
+        for n in range(1, 5001):
+            yield snapshot_bug(n, f"bug {n}", stack_trace="x" * 4000)
+
+    tracemalloc.start()
+    try:
+        write_snapshot(bugs(), tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "bugs.csv").stat().st_size > 20_000_000
+    assert len(orjson.loads((tmp_path / "bugs.json").read_bytes())) == 5000
+    assert peak < 2_000_000
 
 
 def test_to_csv_of_no_bugs_is_just_the_header() -> None:

@@ -21,7 +21,7 @@ from pg import new_database
 
 from shim.normalize import normalize_event
 from shim.records import Batch, CheckIn, ErrorLog, StatusChange
-from shim.store import Store, open_store
+from shim.store import Store, iter_bugs, open_store
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -168,6 +168,14 @@ def test_bug_numbers_increase_in_arrival_order_and_stay_with_their_bug(store: St
     assert [b["bug_number"] for b in bugs] == ["BUG-00001", "BUG-00002", "BUG-00003", "BUG-00004"]
     assert len({b["id"] for b in bugs}) == 4
     assert {s.bug_id for r in results for s in r} <= {b["id"] for b in bugs}
+
+
+def test_bugs_are_read_page_by_page_in_number_order(store: Store) -> None:
+    store.write([batch(*(event(f"e{i}", fingerprint=f"f{i}") for i in range(5)))])
+    assert list(iter_bugs(store, page=2)) == store.all_bugs()
+    assert [b["bug_number"] for b in store.bugs_after("BUG-00003", 10)] == ["BUG-00004",
+                                                                            "BUG-00005"]
+    assert store.bugs_after("BUG-00005", 10) == []
 
 
 def test_events_below_the_bug_level_are_logged_without_a_bug(store: Store) -> None:

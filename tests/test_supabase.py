@@ -37,7 +37,7 @@ import shim.store.supabase as supabase_store
 from shim.app import create_app
 from shim.auth import Keys
 from shim.settings import Settings
-from shim.store import StoreUnavailable, UnsupportedStore, migrate, open_store
+from shim.store import StoreUnavailable, UnsupportedStore, iter_bugs, migrate, open_store
 from shim.store.postgres import PostgresStore, ingest_payload
 from shim.store.supabase import SchemaNotApplied, SupabaseStore
 
@@ -197,6 +197,8 @@ def test_reads_equal_the_postgres_store(store_url: str, store: SupabaseStore,
         bugs = postgres.all_bugs()
         assert len(bugs) == 4
         assert store.all_bugs() == bugs
+        assert list(iter_bugs(store, page=3)) == bugs
+        assert store.bugs_after("BUG-00002", 10) == postgres.bugs_after("BUG-00002", 10) == bugs[2:]
         for options in ({}, {"sort": "count"}, {"status": "open"}, {"component": "ocr"},
                         {"workspace": "w"}, {"since": at(T0 + timedelta(minutes=30))},
                         {"limit": 3}, {"sort": "count", "limit": 1}):

@@ -6,7 +6,7 @@ Stores are synchronous and are driven from the writer's single thread; routes ne
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from shim.records import Batch, Stored
@@ -46,7 +46,23 @@ class Store(Protocol):
 
     def all_bugs(self) -> list[dict[str, Any]]: ...
 
+    def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` bugs numbered after ``bug_number``, in number order."""
+        ...
+
     def stats(self, hour_ago: str, day_ago: str) -> dict[str, Any]: ...
+
+
+def iter_bugs(store: Store, page: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every bug in number order, a page at a time, so that writing the snapshot of a million
+    bugs does not hold them all. Each page is read as it is then (not one snapshot)."""
+    after = ""
+    while True:
+        bugs = store.bugs_after(after, page)
+        yield from bugs
+        if len(bugs) < page:
+            return
+        after = str(bugs[-1]["bug_number"])
 
 
 class StoreUnavailable(ConnectionError):

@@ -264,6 +264,10 @@ class PostgresStore:
     def all_bugs(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM bugs ORDER BY bug_number")
 
+    def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM bugs WHERE bug_number > %s ORDER BY bug_number LIMIT %s",
+                         (bug_number, limit))
+
     def stats(self, hour_ago: str, day_ago: str) -> dict[str, Any]:
         def per(sql: str, params: Sequence[Any]) -> dict[str, int]:
             return {str(r["key"]): int(r["n"]) for r in self._all(sql, params)}

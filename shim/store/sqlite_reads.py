@@ -92,6 +92,10 @@ class SQLiteReads:
     def all_bugs(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM bugs ORDER BY bug_number")
 
+    def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM bugs WHERE bug_number > ? ORDER BY bug_number LIMIT ?",
+                         (bug_number, limit))
+
     def stats(self, hour_ago: str, day_ago: str) -> dict[str, Any]:
         def per(sql: str, params: tuple[Any, ...]) -> dict[str, int]:
             return {str(r[0]): int(r[1]) for r in self.db.execute(sql, params)}

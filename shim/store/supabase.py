@@ -237,6 +237,10 @@ class SupabaseStore:
     def all_bugs(self) -> list[dict[str, Any]]:
         return self._rows(lambda: self.client.table("bugs").select("*").order("bug_number"))
 
+    def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
+        return self._rows(lambda: self.client.table("bugs").select("*")
+                          .gt("bug_number", bug_number).order("bug_number"), limit)
+
     def stats(self, hour_ago: str, day_ago: str) -> dict[str, Any]:
         # Supabase leaves PostgREST's aggregates off, so counts are HEAD requests per value.
         def levels(since: str) -> dict[str, int]:
