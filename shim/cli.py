@@ -31,8 +31,8 @@ from shim.commands import (
 from shim.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
 from shim.restore import export, restore
 from shim.settings import LEVELS, Settings, SettingsError
-from shim.snapshot import to_csv, to_json
-from shim.store import MigrationError, UnsupportedStore, apply_migrations, open_store
+from shim.snapshot import chunks
+from shim.store import MigrationError, UnsupportedStore, apply_migrations, iter_bugs, open_store
 from shim.store.sqlite import STATUSES
 
 if TYPE_CHECKING:
@@ -167,8 +167,8 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     store = open_store(settings.database_url, related_logs=settings.related_logs)
     try:
         if args.out == "-":
-            bugs = store.all_bugs()
-            sys.stdout.buffer.write(to_json(bugs) if args.format == "json" else to_csv(bugs))
+            for chunk in chunks(iter_bugs(store), args.format):
+                sys.stdout.buffer.write(chunk)
             return 0
         if args.background and not store.bugs_after("", 1) and not (
                 settings.backup_dir / "bugs.csv").exists():

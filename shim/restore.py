@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shim.backup import BackupLog, Position, parse_line
 from shim.records import Batch
-from shim.snapshot import to_csv, to_json, write_atomically, write_snapshot
+from shim.snapshot import write_snapshot, write_streamed
 from shim.store import Store, iter_bugs
 
 CHUNK = 2000
@@ -66,14 +66,12 @@ def restore(source: Path, store: Store) -> RestoreReport:
 
 def export(store: Store, directory: Path, fmt: str | None = None,
            out: Path | None = None) -> list[Path]:
-    """Write the snapshot: both files into ``directory`` (streamed, page by page), or one format
-    to ``out``."""
+    """Write the snapshot: both files into ``directory``, or one format to ``out``; either way
+    streamed, a page of bugs at a time."""
     if fmt is None and out is None:
         write_snapshot(iter_bugs(store), directory)
         return [directory / "bugs.csv", directory / "bugs.json"]
-    bugs = store.all_bugs()
     fmt = fmt or ("json" if out is not None and out.suffix == ".json" else "csv")
-    data = to_json(bugs) if fmt == "json" else to_csv(bugs)
     target = out or directory / f"bugs.{fmt}"
-    write_atomically(target, data)
+    write_streamed(iter_bugs(store), target, fmt)
     return [target]

@@ -1,4 +1,5 @@
-"""The bugs snapshot: ``bugs/bugs.csv`` and ``bugs/bugs.json``, rewritten whole and atomically.
+"""The bugs snapshot: ``bugs/bugs.csv`` and ``bugs/bugs.json``, rewritten whole and atomically,
+written as the bugs stream by (a page of them in memory, however many there are).
 
 Written off the request path, at most every ``SHIM_EXPORT_INTERVAL`` seconds and only when a bug
 changed, so the per-event cost does not grow with the number of bugs. CSV cells that a spreadsheet
@@ -52,6 +53,20 @@ def _json_element(bug: dict[str, Any], first: bool) -> bytes:
     return (b"\n  " if first else b",\n  ") + text.replace(b"\n", b"\n  ")
 
 
+def _json_chunks(bugs: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    yield b"["
+    first = True
+    for bug in bugs:
+        yield _json_element(bug, first)
+        first = False
+    yield b"]" if first else b"\n]"
+
+
+def chunks(bugs: Iterable[dict[str, Any]], fmt: str) -> Iterator[bytes]:
+    """One format (``csv`` or ``json``) as it streams, a bug at a time."""
+    return _json_chunks(bugs) if fmt == "json" else _csv_lines(bugs)
+
+
 def to_csv(bugs: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(_csv_lines(bugs))
 
@@ -71,11 +86,17 @@ def _durable(file: BinaryIO) -> None:
     os.fsync(file.fileno())
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_streamed(bugs: Iterable[dict[str, Any]], path: Path, fmt: str) -> None:
+    """One format into ``path``, as the bugs stream by, then renamed into place."""
     tmp = _temporary(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        _durable(f)
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in chunks(bugs, fmt):
+                f.write(chunk)
+            _durable(f)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

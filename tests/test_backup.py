@@ -31,7 +31,7 @@ from shim.normalize import normalize_event
 from shim.records import Batch, CheckIn, ErrorLog, StatusChange
 from shim.restore import restore
 from shim.settings import Settings
-from shim.snapshot import COLUMNS, neutralise, to_csv, to_json, write_atomically, write_snapshot
+from shim.snapshot import COLUMNS, neutralise, to_csv, to_json, write_snapshot, write_streamed
 from shim.store.sqlite import SQLiteStore
 
 DAY1 = datetime(2026, 11, 27, 23, 59, 58, tzinfo=UTC)
@@ -423,10 +423,19 @@ def test_the_snapshot_is_replaced_atomically(tmp_path: Path) -> None:
     assert b"new" in path.read_bytes() and b"old" not in path.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bugs.csv", "bugs.json"]
 
-    before = path.read_bytes()
-    with pytest.raises(TypeError):
-        write_atomically(path, object())  # type: ignore[arg-type]  # fails while writing
-    assert path.read_bytes() == before  # a failed write never leaves a half-written snapshot
+    # A write that fails halfway (here: reading the bugs fails) leaves the old files whole and
+    # no temporary file behind.
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def failing() -> Iterator[dict[str, Any]]:
+        yield snapshot_bug(1, "half")
+        raise OSError("the store went away")
+
+    with pytest.raises(OSError):
+        write_snapshot(failing(), tmp_path)
+    with pytest.raises(OSError):
+        write_streamed(failing(), path, "csv")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 @pytest.mark.parametrize("count", [0, 1, 3])
@@ -437,6 +446,9 @@ def test_the_streamed_snapshot_is_byte_for_byte_to_csv_and_to_json(tmp_path: Pat
     write_snapshot(iter(bugs), tmp_path)
     assert (tmp_path / "bugs.csv").read_bytes() == to_csv(bugs)
     assert (tmp_path / "bugs.json").read_bytes() == to_json(bugs)
+    for fmt, whole in (("csv", to_csv(bugs)), ("json", to_json(bugs))):
+        write_streamed(iter(bugs), tmp_path / f"one.{fmt}", fmt)
+        assert (tmp_path / f"one.{fmt}").read_bytes() == whole
     assert orjson.loads((tmp_path / "bugs.json").read_bytes()) == [
         {c: b[c] for c in COLUMNS} for b in bugs]
 
