@@ -94,30 +94,35 @@ def _payload(item: Item, limits: Limits) -> bytes:
         raise PayloadTooLarge(
             f"{item.type} item is {len(item.payload)} bytes; the limit is {limits.max_event_bytes}"
         )
-    if not item.payload.strip():
+    if not item.payload or item.payload.isspace():  # (strip() would copy the payload)
         raise InvalidEvent(f"{item.type} item has an empty payload")
     return item.payload
 
 
-def _payload_json(item: Item, limits: Limits) -> Any:
+def _json(item: Item, payload: bytes) -> Any:
     try:
-        return orjson.loads(_payload(item, limits))
+        return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"{item.type} item payload is not valid JSON: {exc}") from None
+
+
+def _payload_json(item: Item, limits: Limits) -> Any:
+    return _json(item, _payload(item, limits))
 
 
 def _event_row(item: Item, envelope: Envelope, project_id: str, received: datetime,
                limits: Limits) -> ErrorLog:
     """The row of an event item: from its used parts read straight from the text when the event
     has the common shape (``shim.projection``), else from the whole JSON."""
-    projected = projection.used_parts(_payload(item, limits))
+    payload = _payload(item, limits)
+    projected = projection.used_parts(payload)
     if projected is not None:
         used, dumped = projected
         return normalize_used(used, event_id=envelope.event_id, project_id=project_id,
                               received=received, bug_level=limits.bug_level,
                               scrubber=limits.scrubber, dumped=dumped)
     return normalize_event(
-        _payload_json(item, limits), event_id=envelope.event_id, project_id=project_id,
+        _json(item, payload), event_id=envelope.event_id, project_id=project_id,
         received=received, bug_level=limits.bug_level, scrubber=limits.scrubber,
     )
 

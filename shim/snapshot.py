@@ -8,8 +8,10 @@ would run as a formula are neutralised.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -76,51 +78,38 @@ def to_json(bugs: Iterable[dict[str, Any]]) -> bytes:
                         option=orjson.OPT_INDENT_2)
 
 
-def _temporary(path: Path) -> Path:
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[BinaryIO]:
+    """A file to write ``path``'s new content into: fsynced and renamed over ``path`` when the
+    block ends, removed (``path`` untouched) when it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the server and a command may race
-
-
-def _durable(file: BinaryIO) -> None:
-    file.flush()
-    os.fsync(file.fileno())
-
-
-def write_streamed(bugs: Iterable[dict[str, Any]], path: Path, fmt: str) -> None:
-    """One format into ``path``, as the bugs stream by, then renamed into place."""
-    tmp = _temporary(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the server and a command may race
     try:
         with open(tmp, "wb") as f:
-            for chunk in chunks(bugs, fmt):
-                f.write(chunk)
-            _durable(f)
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
 
 
+def write_streamed(bugs: Iterable[dict[str, Any]], path: Path, fmt: str) -> None:
+    """One format into ``path``, as the bugs stream by, then renamed into place."""
+    with _replacing(path) as f:
+        f.writelines(chunks(bugs, fmt))
+
+
 def write_snapshot(bugs: Iterable[dict[str, Any]], directory: Path) -> None:
     """Both files, written as the bugs stream by (a page of them in memory at a time, however
     many there are), then each renamed into place. The bytes are those of ``to_csv`` and
     ``to_json``."""
-    csv_path, json_path = directory / "bugs.csv", directory / "bugs.json"
-    csv_tmp, json_tmp = _temporary(csv_path), _temporary(json_path)
-    try:
-        with open(csv_tmp, "wb") as csv_file, open(json_tmp, "wb") as json_file:
-            csv_file.write(_csv_row(COLUMNS))
-            json_file.write(b"[")
-            first = True
-            for bug in bugs:
-                csv_file.write(_csv_row(neutralise(bug.get(column)) for column in COLUMNS))
-                json_file.write(_json_element(bug, first))
-                first = False
-            json_file.write(b"]" if first else b"\n]")
-            _durable(csv_file)
-            _durable(json_file)
-    except BaseException:
-        for tmp in (csv_tmp, json_tmp):
-            tmp.unlink(missing_ok=True)
-        raise
-    os.replace(csv_tmp, csv_path)
-    os.replace(json_tmp, json_path)
+    with (_replacing(directory / "bugs.csv") as csv_file,
+          _replacing(directory / "bugs.json") as json_file):
+        # One pass over the bugs: the two formats advance together, a bug at a time.
+        for_csv, for_json = itertools.tee(bugs)
+        for csv_chunk, json_chunk in itertools.zip_longest(chunks(for_csv, "csv"),
+                                                           chunks(for_json, "json")):
+            csv_file.write(csv_chunk or b"")
+            json_file.write(json_chunk or b"")

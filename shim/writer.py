@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 
 from shim.journal import Journal, StoreDown
 from shim.records import Batch, Stored
-from shim.store import Store
 
 log = logging.getLogger("shim.writer")
 T = TypeVar("T")
@@ -87,10 +86,6 @@ class Writer:
         self.bugs_changed = 0  # bumps whenever a committed batch touched a bug
         self._retry_at = 0.0
         self._retry_delay = RETRY_MIN
-
-    @property
-    def store(self) -> Store:
-        return self.journal.store
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -22,6 +22,7 @@ import pytest
 from pg import new_database
 from test_store_contract import batch, event, status
 
+from shim.store import iter_bugs
 from shim.store.postgres import PostgresStore
 
 LEGACY_SQL = (Path(__file__).parent / "fixtures" / "legacy_schema.sql").read_text()
@@ -185,14 +186,14 @@ def test_the_shim_writes_to_an_upgraded_database(tmp_path: Path, legacy_url: str
     shim_migrate(tmp_path, "--database", legacy_url)
     store = PostgresStore(legacy_url, related_logs=5)
     try:
-        before = {b["bug_number"]: b for b in store.all_bugs()}
+        before = {b["bug_number"]: b for b in iter_bugs(store)}
         # The message of a legacy bug: grouped by the shim's rules, it opens a bug of its own.
         first, repeat = event("page 3 is empty"), event("page 3 is empty")
         other = event("queue stuck", fingerprint="queue")
         results = store.write([batch(first, other), batch(repeat)])
         assert [s.bug_number for r in results for s in r] == ["BUG-00008", "BUG-00009",
                                                               "BUG-00008"]
-        after = {b["bug_number"]: b for b in store.all_bugs()}
+        after = {b["bug_number"]: b for b in iter_bugs(store)}
         assert {n: after[n] for n in before} == before  # the legacy bugs are untouched
         assert after["BUG-00008"]["occurrence_count"] == 2
         assert after["BUG-00008"]["grouping_version"] >= 1

@@ -112,7 +112,7 @@ def test_an_event_id_is_stored_once(store: Store) -> None:
     again = store.write([batch(first), batch(second)])
     assert [[s.duplicate for s in r] for r in again] == [[True], [True]]
     assert len(store.list_logs()) == 2
-    bug = store.all_bugs()[0]
+    bug = next(iter_bugs(store))
     assert bug["occurrence_count"] == 2
 
 
@@ -135,7 +135,7 @@ def test_repeats_update_one_bug(make_store: MakeStore) -> None:
             for m in (5, 1, 9, 3, 7)]
     store.write([batch(*rows[:2]), batch(rows[2], received=T0 + timedelta(hours=1))])
     store.write([batch(*rows[3:], received=T0 + timedelta(hours=2))])
-    (bug,) = store.all_bugs()
+    (bug,) = list(iter_bugs(store))
     assert bug["occurrence_count"] == 5
     assert bug["first_occurred_at"] == at(T0 + timedelta(minutes=1))
     assert bug["last_occurred_at"] == at(T0 + timedelta(minutes=9))
@@ -148,13 +148,13 @@ def test_repeats_update_one_bug(make_store: MakeStore) -> None:
 
 def test_severity_only_escalates(store: Store) -> None:
     store.write([batch(event("slow", level="warning", fingerprint="slow"))])
-    assert store.all_bugs()[0]["severity"] == "medium"
+    assert next(iter_bugs(store))["severity"] == "medium"
     store.write([batch(event("slow", level="error", fingerprint="slow"),
                        event("slow", level="warning", fingerprint="slow"))])
-    bug = store.all_bugs()[0]
+    bug = next(iter_bugs(store))
     assert (bug["severity"], bug["priority"]) == ("high", "high")
     store.write([batch(event("slow", level="warning", fingerprint="slow"))])
-    assert store.all_bugs()[0]["severity"] == "high"
+    assert next(iter_bugs(store))["severity"] == "high"
 
 
 def test_bug_numbers_increase_in_arrival_order_and_stay_with_their_bug(store: Store) -> None:
@@ -164,7 +164,7 @@ def test_bug_numbers_increase_in_arrival_order_and_stay_with_their_bug(store: St
     assert numbers == ["BUG-00001", "BUG-00002", "BUG-00001", "BUG-00003"]
     later = store.write([batch(event("d", fingerprint="d"), event("b", fingerprint="b"))])
     assert [s.bug_number for s in later[0]] == ["BUG-00004", "BUG-00002"]
-    bugs = store.all_bugs()
+    bugs = list(iter_bugs(store))
     assert [b["bug_number"] for b in bugs] == ["BUG-00001", "BUG-00002", "BUG-00003", "BUG-00004"]
     assert len({b["id"] for b in bugs}) == 4
     assert {s.bug_id for r in results for s in r} <= {b["id"] for b in bugs}
@@ -172,7 +172,7 @@ def test_bug_numbers_increase_in_arrival_order_and_stay_with_their_bug(store: St
 
 def test_bugs_are_read_page_by_page_in_number_order(store: Store) -> None:
     store.write([batch(*(event(f"e{i}", fingerprint=f"f{i}") for i in range(5)))])
-    assert list(iter_bugs(store, page=2)) == store.all_bugs()
+    assert list(iter_bugs(store, page=2)) == list(iter_bugs(store))
     assert [b["bug_number"] for b in store.bugs_after("BUG-00003", 10)] == ["BUG-00004",
                                                                             "BUG-00005"]
     assert store.bugs_after("BUG-00005", 10) == []
@@ -181,7 +181,7 @@ def test_bugs_are_read_page_by_page_in_number_order(store: Store) -> None:
 def test_events_below_the_bug_level_are_logged_without_a_bug(store: Store) -> None:
     (result,) = store.write([batch(event("fyi", level="info"))])
     assert result[0].bug_id is None and not result[0].duplicate
-    assert store.all_bugs() == []
+    assert list(iter_bugs(store)) == []
     (row,) = store.list_logs()
     assert row["related_bug_id"] is None and row["bug_number"] is None
 
@@ -331,7 +331,7 @@ def test_postgres_stores_what_sqlite_stores(tmp_path: Path, postgres_url: str) -
     try:
         written = [s.write(history[:2]) + s.write(history[2:]) for s in stores]
         assert written[0] == written[1]
-        bugs = [s.all_bugs() for s in stores]
+        bugs = [list(iter_bugs(s)) for s in stores]
         assert bugs[0] == bugs[1]
         logs = [[{k: v for k, v in r.items() if k != "cursor"} for r in s.list_logs()]
                 for s in stores]

@@ -261,9 +261,6 @@ class PostgresStore:
             del row["seq"]  # SQLite's rowid is not a column either: it is the cursor
         return rows[::-1]
 
-    def all_bugs(self) -> list[dict[str, Any]]:
-        return self._all("SELECT * FROM bugs ORDER BY bug_number")
-
     def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM bugs WHERE bug_number > %s ORDER BY bug_number LIMIT %s",
                          (bug_number, limit))

@@ -89,9 +89,6 @@ class SQLiteReads:
             f" WHERE {' AND '.join(where)} ORDER BY l.rowid DESC LIMIT ?", [*params, limit])
         return rows[::-1]
 
-    def all_bugs(self) -> list[dict[str, Any]]:
-        return self._all("SELECT * FROM bugs ORDER BY bug_number")
-
     def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM bugs WHERE bug_number > ? ORDER BY bug_number LIMIT ?",
                          (bug_number, limit))

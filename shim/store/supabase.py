@@ -234,9 +234,6 @@ class SupabaseStore:
             numbers.update({row["id"]: row["bug_number"] for row in response.data})
         return numbers
 
-    def all_bugs(self) -> list[dict[str, Any]]:
-        return self._rows(lambda: self.client.table("bugs").select("*").order("bug_number"))
-
     def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
         return self._rows(lambda: self.client.table("bugs").select("*")
                           .gt("bug_number", bug_number).order("bug_number"), limit)
