@@ -47,6 +47,7 @@ from shim.errors import (
 from shim.exporter import Exporter
 from shim.ingest import Ingested, Limits, ingest_envelope, ingest_store
 from shim.journal import Journal
+from shim.journal_process import Config, JournalProcess
 from shim.ratelimit import RateLimiter
 from shim.records import Batch
 from shim.scrub import Scrubber
@@ -66,11 +67,11 @@ class JSON(JSONResponse):
 class State:
     """What the routes share: settings, keys, the writer, and counters since start."""
 
-    def __init__(self, settings: Settings, keys: Keys, store: Store) -> None:
+    def __init__(self, settings: Settings, keys: Keys, journal: Journal | JournalProcess) -> None:
         self.settings = settings
         self.keys = keys
-        self.store = store
-        self.writer = Writer(Journal(BackupLog(settings.backup_dir / "logs"), store))
+        self.store_summary = journal.summary()
+        self.writer = Writer(journal)
         self.exporter = Exporter(settings, lambda: self.writer.bugs_changed)
         self.limits = Limits(bug_level=settings.bug_level,
                              max_event_bytes=settings.max_event_bytes,
@@ -84,6 +85,21 @@ class State:
         self.stored = 0
         self.duplicates = 0
         self.started = time.time()
+
+
+def open_journal(settings: Settings, store: Store | None = None) -> Journal | JournalProcess:
+    """The backup log and the store, as the writer drives them. A server storing in SQLite gets
+    them in a process of its own (``shim.journal_process``; off with ``SHIM_JOURNAL_PROCESS=0``),
+    so that its commits do not take turns with request handling for the GIL."""
+    log_dir = settings.backup_dir / "logs"
+    if store is None and settings.journal_process and settings.database_url.startswith("sqlite:"):
+        return JournalProcess(Config(
+            log_dir=str(log_dir), database_url=settings.database_url,
+            related_logs=settings.related_logs, processes=settings.workers,
+            log_level=settings.log_level))
+    return Journal(BackupLog(log_dir), store or open_store(
+        settings.database_url, related_logs=settings.related_logs, server=True,
+        processes=settings.workers))
 
 
 def _share(limit: int, workers: int) -> int:
@@ -205,7 +221,7 @@ async def healthz(request: Request) -> Response:
         "version": __version__,
         "uptime_seconds": round(time.time() - state.started, 1),
         "worker": {"pid": os.getpid(), "of": state.settings.workers},
-        "store": {**state.store.summary(), "state": store_state, "error": writer.store_error,
+        "store": {**state.store_summary, "state": store_state, "error": writer.store_error,
                   "lag_bytes": lag_bytes},
         "backup_log": {"state": "error" if writer.log_error else "ok",
                        "error": writer.log_error},
@@ -236,13 +252,12 @@ def _error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> Starlette:
-    """The ASGI app. ``store`` defaults to ``open_store(settings.database_url)``."""
+    """The ASGI app. ``store`` defaults to the one ``settings.database_url`` names (see
+    ``open_journal``)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state = State(settings, keys, store or open_store(
-            settings.database_url, related_logs=settings.related_logs, server=True,
-            processes=settings.workers))
+        state = State(settings, keys, open_journal(settings, store))
         app.state.shim = state
         await state.writer.start()
         await state.exporter.start()
@@ -251,7 +266,7 @@ def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> St
         finally:
             await state.writer.stop()
             await state.exporter.stop()
-            state.store.close()
+            state.writer.journal.close()
 
     routes = [
         Route("/api/{project_id}/envelope/", envelope_endpoint, methods=["POST"]),

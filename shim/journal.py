@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from shim.backup import BackupLog, parse_line
 from shim.records import Batch, Stored
@@ -36,6 +37,17 @@ class Journal:
     def __init__(self, backup: BackupLog, store: Store) -> None:
         self.backup = backup
         self.store = store
+
+    @property
+    def overlaps_commits(self) -> bool:
+        """Whether the writer may commit while the event loop goes on (see shim/writer.py)."""
+        return self.store.overlaps_commits
+
+    def summary(self) -> dict[str, Any]:
+        return self.store.summary()
+
+    def close(self) -> None:
+        self.store.close()
 
     def commit(self, batches: Sequence[Batch]) -> list[list[Stored]] | None:
         """Log and apply ``batches``; ``None`` when they are only logged (the store is behind).

@@ -49,6 +49,14 @@ class ErrorLog:
         """``context`` as JSON, serialised once for the backup log and the store."""
         return orjson.dumps(self.context, option=orjson.OPT_NON_STR_KEYS, default=str)
 
+    @classmethod
+    def with_context_json(cls, context_json: bytes, **values: Any) -> ErrorLog:
+        """A row known by its context's JSON only, as the journal process receives it: the log
+        and the stores read ``context_json``; ``context`` is left empty, not parsed again."""
+        row = cls(context={}, **values)
+        row.__dict__["context_json"] = context_json  # what the cached property would hold
+        return row
+
 
 @dataclass(frozen=True)
 class CheckIn:

@@ -137,6 +137,15 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _switch(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0 (or true/false, yes/no, on/off)")
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("SHIM_DATA_DIR", "data_dir", _text, "./data",
             "Directory for the SQLite database, the generated key and the backups."),
@@ -183,6 +192,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHIM_CORS_ORIGINS", "cors_origins", _origins, "*",
             "Origins allowed to send from a browser, comma-separated; `*` for any."),
     Setting("SHIM_LOG_LEVEL", "log_level", _level, "info", "Level of the server's own log."),
+    Setting("SHIM_JOURNAL_PROCESS", "journal_process", _switch, "1",
+            "With SQLite, each server process appends to the backup log and commits in a child "
+            "process of its own, beside request handling rather than in turn with it; 0: in the "
+            "server process."),
 )
 
 
@@ -208,6 +221,7 @@ class Settings:
     storm_threshold: int
     cors_origins: tuple[str, ...]
     log_level: str
+    journal_process: bool
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

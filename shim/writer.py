@@ -5,15 +5,18 @@ touches the store: it takes everything released to it (up to ``max_batches``) an
 journal: append to the backup log and fsync, then one store transaction. Each waiting request is
 answered after that; the batch grows with the load, and the per-event cost shrinks.
 
-When a commit may start is the store's choice (``Store.overlaps_commits``):
+When a commit may start is the journal's choice (``overlaps_commits``, the store's own unless the
+journal runs in a process of its own, ``shim.journal_process``):
 
-- A database server (Postgres, Supabase) mostly waits on another process while it commits, and
-  the thread waits without the GIL: submissions are released at once, so the event loop goes on
-  reading and ingesting the next requests while the previous ones commit.
-- SQLite commits in this process, holding the GIL for much of it: a commit running beside the
-  event loop would slow both (and commit smaller batches). Submissions are released when the
-  event loop has run every request that was ready (``call_soon``), so the requests of a wave are
-  committed together while the loop has nothing else to do.
+- A database server (Postgres, Supabase), or the journal process (how ``shim serve`` runs
+  SQLite), commits in another process, and the thread waits without the GIL: submissions are
+  released at once, so the event loop goes on reading and ingesting the next requests while the
+  previous ones commit.
+- SQLite committing in this process (``SHIM_JOURNAL_PROCESS=0``, or an app given its store)
+  holds the GIL for much of it: a commit running beside the event loop would slow both (and
+  commit smaller batches). Submissions are released when the event loop has run every request
+  that was ready (``call_soon``), so the requests of a wave are committed together while the
+  loop has nothing else to do.
 
 When the store is down or behind, the journal only logs: requests are still answered (their events
 are on disk), and the writer keeps trying to catch the store up from the log, with backoff.
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shim.journal import Journal, StoreDown
+from shim.journal_process import JournalProcess
 from shim.records import Batch, Stored
 
 log = logging.getLogger("shim.writer")
@@ -65,11 +69,11 @@ Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
 
 
 class Writer:
-    def __init__(self, journal: Journal, max_batches: int = 512,
+    def __init__(self, journal: Journal | JournalProcess, max_batches: int = 512,
                  overlap: bool | None = None) -> None:
         self.journal = journal
         self.max_batches = max_batches
-        self.overlap = journal.store.overlaps_commits if overlap is None else overlap
+        self.overlap = journal.overlaps_commits if overlap is None else overlap
         self._submitted: list[_Pending] = []  # on the loop, not yet released to the thread
         self._release_due = False
         self._queue: deque[_Pending | _Job | None] = deque()

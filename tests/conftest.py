@@ -52,6 +52,10 @@ class LiveServer:
     log_path: Path
     process: subprocess.Popen[bytes] = field(repr=False)
 
+    def journal_pid(self) -> int | None:
+        """The server's journal process (``shim.journal_process``), if it has one."""
+        return journal_pid(self.process.pid)
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of ``sql`` as dicts, read through a read-only connection."""
         db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
@@ -116,6 +120,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def journal_pid(server_pid: int) -> int | None:
+    """The child of ``server_pid`` running ``shim.journal_process``, if any."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children")
+    with contextlib.suppress(OSError):
+        for child in children.read_text().split():
+            with contextlib.suppress(OSError):
+                if b"shim.journal_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+    return None
+
+
 def _clean_env() -> dict[str, str]:
     """The parent's environment without SENTRY_* / SHIM_* variables that would change behaviour."""
     return {k: v for k, v in os.environ.items()
@@ -137,13 +152,17 @@ def start_server(data_dir: Path, log_path: Path,
             [sys.executable, "-m", "shim", "serve", "--port", str(port)],
             env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
+    journal: int | None = None
     try:
         _wait_healthy(url, process, log_path)
+        journal = journal_pid(process.pid)
         yield LiveServer(url=url, dsn=f"http://{PUBLIC_KEY}@127.0.0.1:{port}/{PROJECT_ID}",
                          data_dir=data_dir, db_path=data_dir / "shim.db", log_path=log_path,
                          process=process)
     finally:
         _stop(process)
+    if journal is not None:  # it ends with the server (which waits for it), never left behind
+        assert not Path(f"/proc/{journal}").exists(), "the journal process outlived the server"
     output = log_path.read_text(errors="replace")
     assert "Traceback" not in output, f"the server logged an exception:\n{output}"
     # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is a clean exit too.

@@ -74,15 +74,17 @@ def _health(server: LiveServer, status: int = 200) -> dict[str, Any]:
 
 def test_an_unwritable_backup_log_answers_503_and_recovers_by_itself(
         live_server: LiveServer) -> None:
-    """Disk full, simulated in a way root cannot bypass: the server's file size limit
-    (RLIMIT_FSIZE, set from outside with prlimit) stops the day file from growing, so its write
-    fails with EFBIG, as ENOSPC would; part of the line may be written first, as on a full disk."""
+    """Disk full, simulated in a way root cannot bypass: the file size limit (RLIMIT_FSIZE, set
+    from outside with prlimit) of the process that appends to the log, the server's journal
+    process, stops the day file from growing, so its write fails with EFBIG, as ENOSPC would;
+    part of the line may be written first, as on a full disk."""
     first = [uuid.uuid4().hex for _ in range(10)]
     assert all(_send(live_server, e)[0] == 200 for e in first)
     (day_file,) = (live_server.data_dir / "bugs" / "logs").glob("*.jsonl")
     size = day_file.stat().st_size
     assert live_server.log_path.stat().st_size < size  # its own log must still be writable
-    pid = live_server.process.pid
+    pid = live_server.journal_pid()
+    assert pid is not None
     _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
     try:  # only the soft limit, so that it can be raised again without privileges
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (size + 100, hard))
