@@ -15,9 +15,9 @@ Lifecycle: the child opens the store (migrating it) before the server takes requ
 that cannot be opened stops the server at start, as in-process. It ignores SIGINT and SIGTERM (a
 Ctrl-C or a service manager signals the whole group, and the server still has commits to hand it
 while it shuts down) and exits when the server closes it or its request pipe (the server ended,
-however it ended). If it dies, the call in flight fails with ``OSError``: the writer answers 503
-(nothing was acknowledged; what the child had logged is applied from the log by the next child),
-and the next call starts a new child.
+however it ended). If it dies during a call, that call fails with ``OSError``: the writer answers
+503 (nothing was acknowledged; what the child had logged is applied from the log by the next
+child). The next call starts a new child, as does a call that finds it died in between.
 """
 
 from __future__ import annotations
@@ -174,6 +174,11 @@ class JournalProcess:
 
     def _call(self, op: str, *args: Any) -> Any:
         with self._lock:
+            if self._child is not None and self._child.poll() is not None:
+                # It died between calls (killed, out of memory): no request needs to fail for it.
+                log.warning("the journal process ended (exit status %s); starting another",
+                            self._child.returncode)
+                self._ended()
             if self._child is None:
                 self._start()
             return self._ask(op, *args)

@@ -192,6 +192,21 @@ def test_a_killed_child_fails_the_call_in_flight_and_the_next_call_starts_anothe
     assert stored == {r.event_id for r in sent[0].error_logs}
 
 
+def test_a_child_that_died_between_calls_is_replaced_without_failing_one(
+        tmp_path: Path) -> None:
+    remote = JournalProcess(config(tmp_path))
+    try:
+        first = remote.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        time.sleep(0.2)  # dead (a zombie until the next call collects it)
+        assert remote.commit(batches()[:1])  # not an error: a new child took it
+        assert remote.pid not in (None, first)
+    finally:
+        remote.close()
+    assert len(table(tmp_path / "shim.db", "error_logs")) == 3
+
+
 def test_a_store_that_cannot_be_opened_stops_the_start_and_leaves_no_child(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     before = set(_children())
