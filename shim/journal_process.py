@@ -239,7 +239,7 @@ class JournalProcess:
 
 def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     from shim.backup import BackupLog
-    from shim.journal import Journal
+    from shim.journal import Journal, StoreDown
     from shim.store import open_store
 
     journal: Journal | None = None
@@ -273,6 +273,8 @@ def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
                 raise ValueError(f"unknown request {op!r}")
             reply: tuple[bool, Any] = (True, answer)
         except Exception as exc:  # handed to the server, which decides what it means
+            if not isinstance(exc, OSError | StoreDown):  # not the disk nor the store: a bug
+                log.exception("%s failed", op)  # its traceback does not cross the pipe
             reply = (False, _portable(exc))
         try:
             _send(answers, reply)
