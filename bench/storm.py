@@ -54,6 +54,7 @@ from bench.__main__ import (
 )
 from bench.corpus import Body, read_corpus
 from bench.load import LOOPBACK, FreshBody, Result, request_head, run_load
+from shim import journal_process
 from shim.envelope import parse_envelope
 from shim.ingest import Limits, ingest_envelope
 from shim.settings import Settings
@@ -158,22 +159,13 @@ def _peak_mb(pid: int, samples: list[Sample]) -> float:
     return max(memory_mb(pid), *(s.rss_mb for s in samples))
 
 
-def journal_pid(pid: int) -> int | None:
-    """The server's journal process, if it has one."""
-    for child in child_pids(pid):
-        with contextlib.suppress(OSError):
-            if b"shim.journal_process" in Path(f"/proc/{child}/cmdline").read_bytes():
-                return child
-    return None
-
-
 def _children_mb(pid: int) -> float:
-    journal = journal_pid(pid)
+    journal = journal_process.find(pid)
     return sum(memory_mb(child, "VmRSS") for child in child_pids(pid) if child != journal)
 
 
 def _journal_mb(pid: int, field: str = "VmRSS") -> float:
-    journal = journal_pid(pid)
+    journal = journal_process.find(pid)
     return memory_mb(journal, field) if journal else 0.0
 
 

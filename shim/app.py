@@ -92,7 +92,7 @@ def open_journal(settings: Settings, store: Store | None = None) -> Journal | Jo
     them in a process of its own (``shim.journal_process``; off with ``SHIM_JOURNAL_PROCESS=0``),
     so that its commits do not take turns with request handling for the GIL."""
     log_dir = settings.backup_dir / "logs"
-    if store is None and settings.journal_process and settings.database_url.startswith("sqlite:"):
+    if store is None and settings.journal_process and settings.database_url.startswith("sqlite://"):
         return JournalProcess(Config(
             log_dir=str(log_dir), database_url=settings.database_url,
             related_logs=settings.related_logs, processes=settings.workers,

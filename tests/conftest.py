@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from shim import journal_process
+
 PUBLIC_KEY = "e2e0123456789abcdef0123456789abc"
 PROJECT_ID = "1"
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -54,7 +56,7 @@ class LiveServer:
 
     def journal_pid(self) -> int | None:
         """The server's journal process (``shim.journal_process``), if it has one."""
-        return journal_pid(self.process.pid)
+        return journal_process.find(self.process.pid)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of ``sql`` as dicts, read through a read-only connection."""
@@ -120,17 +122,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def journal_pid(server_pid: int) -> int | None:
-    """The child of ``server_pid`` running ``shim.journal_process``, if any."""
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children")
-    with contextlib.suppress(OSError):
-        for child in children.read_text().split():
-            with contextlib.suppress(OSError):
-                if b"shim.journal_process" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    return int(child)
-    return None
-
-
 def _clean_env() -> dict[str, str]:
     """The parent's environment without SENTRY_* / SHIM_* variables that would change behaviour."""
     return {k: v for k, v in os.environ.items()
@@ -155,7 +146,7 @@ def start_server(data_dir: Path, log_path: Path,
     journal: int | None = None
     try:
         _wait_healthy(url, process, log_path)
-        journal = journal_pid(process.pid)
+        journal = journal_process.find(process.pid)
         yield LiveServer(url=url, dsn=f"http://{PUBLIC_KEY}@127.0.0.1:{port}/{PROJECT_ID}",
                          data_dir=data_dir, db_path=data_dir / "shim.db", log_path=log_path,
                          process=process)
