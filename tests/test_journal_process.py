@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -171,25 +172,35 @@ def test_a_store_that_cannot_take_writes_leaves_the_events_in_the_log(tmp_path: 
     assert len(table(tmp_path / "shim.db", "error_logs")) == 3
 
 
-def test_a_killed_child_fails_the_call_in_flight_and_the_next_call_starts_another(
+def test_a_child_killed_during_a_call_fails_it_and_the_next_call_starts_another(
         tmp_path: Path) -> None:
     sent = batches()
     remote = JournalProcess(config(tmp_path))
+    blocker = sqlite3.connect(tmp_path / "shim.db", timeout=0)
     try:
         assert remote.commit(sent[:1])
         first = remote.pid
         assert first is not None
-        os.kill(first, signal.SIGKILL)
+        # The next commit is logged, then waits for the store's write lock (up to its 5 s busy
+        # timeout): the child is killed in the middle of that call, whatever the timing.
+        blocker.execute("BEGIN IMMEDIATE")
+        killer = threading.Timer(0.3, os.kill, (first, signal.SIGKILL))
+        killer.start()
         with pytest.raises(OSError, match="journal process ended"):
-            remote.commit(sent[1:2])  # never read: the client is not answered 2xx
+            remote.commit(sent[1:2])  # the client is not answered 2xx
+        killer.join()
         assert remote.pid is None and not alive(first)
-        retried = remote.commit(sent[2:3])  # the first batch's crash, sent again
-        assert retried is not None and retried[0][0].duplicate
+        blocker.rollback()
+        # A new child; the store is behind the log (the killed call's batch is in it), so this
+        # batch is only logged, and catching up applies both, in log order.
+        assert remote.commit(sent[2:3]) is None
         assert remote.pid not in (None, first)
+        assert remote.catch_up() is True
     finally:
+        blocker.close()
         remote.close()
     stored = {row[1] for row in table(tmp_path / "shim.db", "error_logs")}
-    assert stored == {r.event_id for r in sent[0].error_logs}
+    assert stored == {r.event_id for b in sent[:3] for r in b.error_logs}
 
 
 def test_a_child_that_died_between_calls_is_replaced_without_failing_one(
@@ -199,7 +210,7 @@ def test_a_child_that_died_between_calls_is_replaced_without_failing_one(
         first = remote.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        time.sleep(0.2)  # dead (a zombie until the next call collects it)
+        assert wait_gone(first)  # dead (a zombie until the next call collects it)
         assert remote.commit(batches()[:1])  # not an error: a new child took it
         assert remote.pid not in (None, first)
     finally:
@@ -227,8 +238,10 @@ def test_the_child_ignores_group_signals_and_ends_when_closed(tmp_path: Path) ->
     try:
         os.kill(pid, signal.SIGTERM)  # what a service manager sends the whole group
         os.kill(pid, signal.SIGINT)  # Ctrl-C in a terminal
-        time.sleep(0.2)
+        time.sleep(0.2)  # long enough for a signal that stops it to have done so
+        assert alive(pid)
         assert remote.commit(batches()[:1])  # still there, still answering
+        assert remote.pid == pid  # the same child, not a replacement
     finally:
         remote.close()
     assert not alive(pid)
