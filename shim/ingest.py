@@ -115,7 +115,7 @@ def _event_row(item: Item, envelope: Envelope, project_id: str, received: dateti
     """The row of an event item: from its used parts read straight from the text when the event
     has the common shape (``shim.projection``), else from the whole JSON."""
     payload = _payload(item, limits)
-    projected = projection.used_parts(payload)
+    projected = projection.used_parts(payload, limits.scrubber)
     if projected is not None:
         used, dumped = projected
         return normalize_used(used, event_id=envelope.event_id, project_id=project_id,

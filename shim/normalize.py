@@ -214,13 +214,16 @@ def _thread_frames(event: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _context(event: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
-    context = {key: event[key] for key in CONTEXT_KEYS if event.get(key) not in (None, {}, [])}
-    context.pop("tags", None)  # the tags as read, never what was sent (pairs, or junk)
-    if tags:
+    context = {key: event[key] for key in CONTEXT_KEYS
+               if key not in ("tags", "breadcrumbs") and event.get(key) not in (None, {}, [])}
+    if tags:  # the tags as read, never what was sent (pairs, or junk)
         context["tags"] = tags
+    # Last, and the same whatever else the object holds: the projection reads only its list.
     breadcrumbs = event.get("breadcrumbs")
     if isinstance(breadcrumbs, dict):
         context["breadcrumbs"] = breadcrumbs.get("values") or []
+    elif breadcrumbs not in (None, {}, []):  # a list (old clients), or junk kept as sent
+        context["breadcrumbs"] = breadcrumbs
     return context
 
 

@@ -92,6 +92,7 @@ class Scrubber:
             rf"(?!(?:bearer|basic|token)\s)[^\"'\s&,;)]+")
         self._sensitive: dict[str, bool] = {}
         self._suspect = _suspect_pattern(stems)
+        self._suspect_or: dict[bytes, Any] = {}
         self._pretest_depth = _PRETEST_DEPTH if pretest else -1  # -1: always walk (for tests)
 
     def is_sensitive(self, key: str) -> bool:
@@ -126,6 +127,15 @@ class Scrubber:
     def suspect_text(self, text: bytes) -> object:
         """The first thing in this JSON text that scrubbing could act on (None: nothing)."""
         return self._suspect.search(text)
+
+    def suspect_or(self, alternatives: bytes) -> Any:
+        """One RE2 pattern finding what ``suspect_text`` finds or any of ``alternatives``: a
+        caller's own test of the same text in the same pass."""
+        pattern = self._suspect_or.get(alternatives)
+        if pattern is None:
+            pattern = re2.compile(self._suspect.pattern + b"|" + alternatives)
+            self._suspect_or[alternatives] = pattern
+        return pattern
 
     def value(self, value: Any, depth: int = 0) -> Any:
         """A scrubbed copy of any JSON value (the value itself when nothing in it can change)."""

@@ -1,7 +1,8 @@
 """The projection (msgspec reading only the used parts of an event) against the general path
-(orjson, then ``_used_parts``): whenever the projection takes an event, the row is the same, to
-the byte of its context JSON; real SDK events all take it; what it cannot read the same way is
-left to the general path, which accepts or refuses it as before."""
+(orjson, then ``_used_parts``): whenever the projection takes an event, the row is the same, its
+context the same JSON (in the same order; a breadcrumbs list may keep its spacing); real SDK
+events all take it; what it cannot read the same way is left to the general path, which accepts or
+refuses it as before."""
 
 from __future__ import annotations
 
@@ -31,10 +32,11 @@ SCRUBBER = Scrubber()
 
 
 def _row(outcome: ErrorLog, random_id: bool) -> tuple[object, ...]:
-    """Everything of a row but its random ids, with the context as the bytes that are stored."""
+    """Everything of a row but its random ids, with the context as the JSON that is stored, read
+    and written again: a breadcrumbs list kept as text keeps the spacing it was sent with."""
     fixed = dataclasses.replace(outcome, id="", context={},
                                 event_id="" if random_id else outcome.event_id)
-    return (*dataclasses.astuple(fixed), outcome.context_json)
+    return (*dataclasses.astuple(fixed), orjson.dumps(orjson.loads(outcome.context_json)))
 
 
 def general(payload: bytes, event_id: str | None = None) -> tuple[object, ...] | str:
@@ -266,6 +268,66 @@ def test_ingest_stores_the_same_rows_with_and_without_the_projection(
                 for row in ingest_envelope(envelope, "1", RECEIVED, limits).batch.error_logs]
 
     fast = rows()
-    monkeypatch.setattr(projection, "used_parts", lambda payload: None)
+    monkeypatch.setattr(projection, "used_parts", lambda payload, scrubber: None)
     assert rows() == fast
     assert any(row[-1] for row in fast)  # the rows are not empty
+
+
+def _context_json(payload: bytes) -> bytes:
+    parts = projection.used_parts(payload, SCRUBBER)
+    assert parts is not None
+    used, dumped = parts
+    return normalize_used(used, event_id=None, project_id="1", received=RECEIVED,
+                          bug_level="warning", scrubber=SCRUBBER, dumped=dumped).context_json
+
+
+def _with_breadcrumbs(text: bytes) -> bytes:
+    return b'{"message": "m", "tags": {"a": "b"}, "breadcrumbs": {"values": ' + text + b"}}"
+
+
+def test_a_breadcrumbs_list_is_stored_as_the_text_it_arrived_as() -> None:
+    text = (b'[ {"message": "fetched page 3 of /srv/scans/1.pdf", "category": "scan",'
+            b' "data": {"bytes": 1e5, "etag": "3e735a", "n": [1, 2.50]}} ]')
+    payload = _with_breadcrumbs(text)
+    assert text in _context_json(payload)  # not decoded and written again
+    assert assert_same(payload)  # the same row as the general path, once read
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    (b'[{"data": {"password": "hunter2"}}]', b"hunter2"),
+    (b'[{"data": {"\\u0070assword": "hunter2"}}]', b"hunter2"),  # an escape spelling a key word
+    (b'[{"message": "GET /x Authorization: Bearer abcdefghijklmnop"}]', b"abcdefghijklmnop"),
+    (b'[{"message": "paid with 4111 1111 1111 1111"}]', b"4111 1111 1111 1111"),
+    (b'[{"message": "caf\\u00e9", "data": {"token": "t0k3n-value"}}]', b"t0k3n-value"),
+])
+def test_breadcrumbs_that_could_hold_a_secret_are_decoded_and_scrubbed(text: bytes,
+                                                                        secret: bytes) -> None:
+    payload = _with_breadcrumbs(text)
+    stored = _context_json(payload)
+    assert secret not in stored
+    assert b"[Filtered]" in stored
+    assert assert_same(payload)
+
+
+def test_breadcrumbs_over_several_lines_are_written_on_one() -> None:
+    """The backup log holds one row per line."""
+    payload = _with_breadcrumbs(b'[\n  {"message": "a"},\r\n  {"message": "b"}\n]')
+    stored = _context_json(payload)
+    assert b"\n" not in stored and b"\r" not in stored
+    assert orjson.loads(stored)["breadcrumbs"] == [{"message": "a"}, {"message": "b"}]
+    assert assert_same(payload)
+
+
+def test_a_number_past_a_double_in_the_breadcrumbs_is_refused_as_before() -> None:
+    """Kept as text, ``1e999`` would reach the backup log, which orjson could not read back."""
+    for number in (b"1e999", b"-2.5E+400", b"1e0309"):
+        payload = _with_breadcrumbs(b'[{"data": {"n": ' + number + b"}}]")
+        assert projection.used_parts(payload) is None
+        assert general(payload) == "JSONDecodeError"
+    # The same characters in a string are just text.
+    assert b"1e999" in _context_json(_with_breadcrumbs(b'[{"message": "1e999 x"}]'))
+
+
+@pytest.mark.parametrize("values", [b"null", b"{}", b'"text"', b"[]", b"7"])
+def test_breadcrumbs_values_that_are_not_a_list_are_read_as_before(values: bytes) -> None:
+    assert assert_same(_with_breadcrumbs(values))
