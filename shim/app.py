@@ -11,7 +11,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import dataclasses
 import logging
 import os
 import time
@@ -136,8 +135,8 @@ async def _commit(state: State, batch: Batch, key: str) -> None:
     if batch.is_empty():
         return
     state.limiter.take(key, len(batch.error_logs))  # raises RateLimited: nothing is stored
-    if batch.error_logs:
-        batch = dataclasses.replace(batch, error_logs=state.storm.admit(batch.error_logs))
+    if batch.error_logs:  # (the request's own list: replacing it in place copies nothing)
+        batch.error_logs[:] = state.storm.admit(batch.error_logs)
     try:
         stored = await state.writer.submit(batch)
     except StoreFailed as exc:
