@@ -21,7 +21,7 @@ from shim import grouping, policy, projection
 from shim.envelope import Envelope, Item, parse_event_id
 from shim.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
 from shim.normalize import DEFAULT_SCRUBBER, iso_utc, normalize_event, normalize_used
-from shim.records import Batch, CheckIn, ErrorLog
+from shim.records import Batch, CheckIn, ErrorLog, new_row_id
 from shim.scrub import Scrubber
 
 log = logging.getLogger("shim.ingest")
@@ -184,7 +184,8 @@ def log_record(
     template = attributes.get("sentry.message.template")
     logger = attributes.get("logger.name")
     trace_id = record.get("trace_id")
-    # Records carry no id of their own; hashing the record makes a retried envelope idempotent.
+    # Records carry no event id of their own; hashing the record makes a retried envelope
+    # idempotent (its rows are found by event id, as an event's are).
     digest = hashlib.sha256(
         orjson.dumps([index, record], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     ).hexdigest()[:32]
@@ -196,7 +197,7 @@ def log_record(
     if isinstance(envelope.headers.get("sdk"), dict):
         context["sdk"] = envelope.headers["sdk"]
     return ErrorLog(
-        id=_uuid_from(digest),
+        id=new_row_id(),
         event_id=digest,
         project_id=project_id,
         log_level=_log_level(record),
@@ -214,10 +215,6 @@ def log_record(
         created_at=iso_utc(record.get("timestamp"), received),
         item_type="log",
     )
-
-
-def _uuid_from(hex32: str) -> str:
-    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
 
 
 def _str_or_none(value: object) -> str | None:

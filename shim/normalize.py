@@ -15,7 +15,7 @@ from typing import Any
 from shim import grouping, policy, stacktrace
 from shim.envelope import parse_event_id
 from shim.errors import InvalidEnvelope, InvalidEvent
-from shim.records import ErrorLog
+from shim.records import ErrorLog, new_row_id
 from shim.scrub import Scrubber, scrub_event
 
 LEGACY_KEYS = {
@@ -329,7 +329,7 @@ def normalize_used(
         grouping_version=grouping.GROUPING_VERSION,
     )
     return ErrorLog(
-        id=str(uuid.uuid4()),
+        id=new_row_id(),
         event_id=event_id,
         project_id=project_id,
         log_level=level,

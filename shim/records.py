@@ -5,11 +5,28 @@ The pure core builds these from envelopes; a store writes them. Nothing here doe
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import orjson
+
+# A row id is a version 7 UUID (RFC 9562): the time in milliseconds, then 74 random bits. Ids made
+# one after the other sort together, so each insert into the primary key's index lands on its last
+# pages instead of on a random page of an index as large as the table (fewer pages to write to
+# SQLite's WAL, or Postgres's, per commit; bench.stages: commit ~10% less CPU).
+_RANDOM = ((1 << 80) - 1) & ~(0xF << 76) & ~(0b11 << 62)
+_VERSION_7 = (0x7 << 76) | (0b10 << 62)
+
+
+def new_row_id() -> str:
+    """A new ``error_logs.id``: a UUID, in the order rows are made."""
+    millis = time.time_ns() // 1_000_000
+    random = int.from_bytes(os.urandom(10), "big") & _RANDOM
+    return str(uuid.UUID(int=(millis << 80) | random | _VERSION_7))
 
 
 @dataclass(frozen=True)

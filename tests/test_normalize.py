@@ -12,6 +12,8 @@ import copy
 import logging
 import re
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -25,10 +27,12 @@ from hypothesis import strategies as st
 from sentry_sdk.utils import event_from_exception
 
 from shim import policy
+from shim.envelope import Envelope
 from shim.errors import InvalidEvent
 from shim.grouping import GROUPING_VERSION
+from shim.ingest import log_record
 from shim.normalize import normalize_event
-from shim.records import ErrorLog
+from shim.records import ErrorLog, new_row_id
 from shim.settings import LEVELS
 
 Event = dict[str, Any]
@@ -567,3 +571,22 @@ def test_any_json_object_normalises_or_is_invalid(event: Event, bug_level: str) 
     if row.bug is not None:
         assert row.bug.severity in policy.PRIORITY
         assert len(row.bug.title) <= policy.TITLE_MAX
+
+
+def test_row_ids_are_version_7_uuids_in_the_order_rows_are_made() -> None:
+    """Time-ordered ids keep inserts into the primary key's index on its last pages."""
+    received = datetime.now(UTC)
+    event_row = normalize_event({"message": "m"}, event_id=None, project_id="1",
+                                received=received, bug_level="error")
+    time.sleep(0.002)
+    record_row = log_record({"body": "b", "level": "info"}, 0, Envelope({}), "1", received)
+    time.sleep(0.002)
+    ids = [event_row.id, record_row.id, new_row_id()]
+    parsed = [uuid.UUID(i) for i in ids]
+    assert [u.version for u in parsed] == [7, 7, 7]
+    assert all(u.variant == uuid.RFC_4122 for u in parsed)
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    millis = parsed[0].int >> 80  # the first 48 bits: Unix time in milliseconds
+    assert abs(millis / 1000 - received.timestamp()) < 5
+    # Within one millisecond the 74 random bits keep them apart.
+    assert len({new_row_id() for _ in range(20_000)}) == 20_000
