@@ -55,6 +55,7 @@ class Run:
     stored: int | None = None  # error_logs rows added (shim only)
     stored_seconds: float | None = None  # from the first request until the last row was visible
     rss_peak_mb: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the server's processes during the load
     exhausted: bool = False  # the corpus ran out before the time was up
     problems: list[str] = field(default_factory=list)
 
@@ -91,6 +92,17 @@ def child_pids(pid: int) -> list[int]:
     with contextlib.suppress(OSError):
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     return []
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of a process, of its children that have ended and been
+    waited for, and of those still running (a server's workers, its journal process)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+        return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(c) for c in child_pids(pid))
+    return 0.0
 
 
 def rss_peak_mb(pid: int) -> float:
@@ -191,8 +203,10 @@ class Bench:
                 argv.append("--decode")
             with server(argv, env, log) as process:
                 wait_listening(port, process)
+                cpu = cpu_seconds(process.pid)
                 result = self._drive(port, bodies, target.encoding, wrap=True)
-                run = Run(result, rss_peak_mb=rss_peak_mb(process.pid))
+                run = Run(result, rss_peak_mb=rss_peak_mb(process.pid),
+                          cpu_seconds=cpu_seconds(process.pid) - cpu)
         else:
             run = self._run_shim(target, port, bodies, env, log)
         output = log.read_text(errors="replace")
@@ -216,10 +230,12 @@ class Bench:
         with server(argv, env, log) as process:
             wait_listening(port, process)
             before = count_rows(database_url)
+            cpu = cpu_seconds(process.pid)
             result = self._drive(port, bodies, target.encoding, wrap=False)
             stored, seconds = wait_rows(database_url, before, result.events, result.started)
             run = Run(result, stored=stored, stored_seconds=seconds,
                       rss_peak_mb=rss_peak_mb(process.pid),
+                      cpu_seconds=cpu_seconds(process.pid) - cpu,
                       exhausted=result.requests + sum(
                           n for s, n in result.statuses.items() if not s.isdigit()) >= len(bodies))
         if stored < result.events:
@@ -245,11 +261,16 @@ def median(values: list[float]) -> float:
 def table(results: dict[Target, list[Run]]) -> list[str]:
     ceilings = {t.encoding: median([r.result.requests_per_s for r in runs])
                 for t, runs in results.items() if t.name == "ceiling"}
+    costs = {t.encoding: median([_cpu_per_request(r) for r in runs])
+             for t, runs in results.items() if t.name == "ceiling"}
     lines = [f"{'target':<26} {'req/s':>7} {'events/s':>9} {'stored/s':>9} {'ratio':>6} "
-             f"{'p50 ms':>7} {'p99 ms':>7} {'RSS MB':>7} {'gen CPU':>8}  answers"]
+             f"{'p50 ms':>7} {'p99 ms':>7} {'RSS MB':>7} {'CPU us/req':>10} {'CPU ratio':>9} "
+             f"{'gen CPU':>8}  answers"]
     for target, runs in results.items():
         req = median([r.result.requests_per_s for r in runs])
         ceiling = ceilings.get(target.encoding)
+        cost = median([_cpu_per_request(r) for r in runs])
+        ceiling_cost = costs.get(target.encoding)
         stored = ([r.stored / r.stored_seconds for r in runs
                    if r.stored is not None and r.stored_seconds]
                   if target.name.startswith("shim") else [])
@@ -265,10 +286,17 @@ def table(results: dict[Target, list[Run]]) -> list[str]:
             f"{median([r.result.percentile(0.5) * 1000 for r in runs]):>7.1f} "
             f"{median([r.result.percentile(0.99) * 1000 for r in runs]):>7.1f} "
             f"{median([r.rss_peak_mb for r in runs]):>7.0f} "
+            f"{cost:>10.0f} "
+            f"{(f'{ceiling_cost / cost:.3f}' if ceiling_cost and cost else '-'):>9} "
             f"{median([r.result.cpu_share for r in runs]) * 100:>7.0f}%  "
             + " ".join(f"{s}:{n}" for s, n in sorted(answers.items()))
             + ("  (corpus ran out)" if any(r.exhausted for r in runs) else ""))
     return lines
+
+
+def _cpu_per_request(run: Run) -> float:
+    """Microseconds of the server's CPU time per answered request."""
+    return run.cpu_seconds / run.result.requests * 1e6 if run.result.requests else 0.0
 
 
 def main() -> None:
