@@ -122,10 +122,11 @@ def fill_rows(path: Path, rows: int) -> None:
     """Add ``rows`` error_logs rows to the (already migrated) database at ``path``, in SQL.
 
     Rows look like the server's where the indexes care: ``id`` a time-ordered UUID, ``event_id``
-    random (as it arrives from the SDK), so its index takes them in random order; ``created_at`` rising over the last FILL_DAYS days,
-    as events are received; one row in three belongs to an existing bug (its id, fingerprint and
-    component). The three secondary indexes are dropped during the fill and created again from
-    their own SQL (sorting once is much faster than 10 million inserts into them); the unique
+    random (as it arrives from the SDK), so its index takes them in random order; ``created_at``
+    rising over the last FILL_DAYS days, as events are received; one row in three belongs to an
+    existing bug (its id, fingerprint and component). The three secondary indexes are dropped
+    during the fill and created again from their own SQL (sorting once is much faster than 10
+    million inserts into them); the unique
     ``id`` and ``event_id`` indexes cannot be dropped and take the rows one by one. Only this
     connection is open, so the fill skips the rollback journal and fsync; the file is put back
     in WAL mode, the one setting stored in it, before it is closed. The backup log does not hold
