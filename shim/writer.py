@@ -237,6 +237,16 @@ class Writer:
             self._answer([(p.done, None, StoreFailed("the writer stopped")) for p in pending])
             raise
         self.transactions += 1
+        try:
+            self._answer_committed(pending, batches, results)
+        except Exception:  # a bug of ours: the events are kept, but these requests must not hang
+            log.exception("answering %d committed requests failed", len(pending))
+            failure = StoreFailed("the events were kept but could not be confirmed; retry "
+                                  "(a retried event is recognised by its id)")
+            self._answer([(p.done, None, failure) for p in pending])
+
+    def _answer_committed(self, pending: list[_Pending], batches: list[Batch],
+                          results: list[list[Stored]] | None) -> None:
         if results is None:  # kept in the log only; the store catches up later
             if not self.lagging:
                 self.lagging = True

@@ -184,6 +184,36 @@ def test_if_the_writer_thread_ends_no_request_is_left_waiting(tmp_path: Path,
     assert [type(o) for o in outcomes] == [StoreFailed] * 4
 
 
+class MiscountingJournal(Journal):
+    """A journal that commits, then answers for one batch too few (a bug of ours)."""
+
+    def commit(self, batches: Sequence[Batch]) -> list[list[Stored]] | None:
+        results = super().commit(batches)
+        return None if results is None else results[:-1]
+
+
+def test_a_commit_whose_answer_fails_fails_its_requests_and_the_writer_goes_on(
+        tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "shim.db"))
+    writer = Writer(MiscountingJournal(BackupLog(tmp_path / "bugs" / "logs"), store))
+
+    async def scenario() -> tuple[list[object], bool]:
+        await writer.start()
+        outcomes = await asyncio.wait_for(asyncio.gather(
+            *(writer.submit(batch(row(f"m {i}"))) for i in range(3)), return_exceptions=True), 10)
+        later = await asyncio.wait_for(asyncio.gather(
+            writer.submit(batch(row("later"))), return_exceptions=True), 10)
+        alive = writer._thread is not None and writer._thread.is_alive()
+        await asyncio.wait_for(writer.stop(), 10)
+        return [*outcomes, *later], alive
+
+    outcomes, alive = asyncio.run(scenario())
+    store.close()
+    assert [type(o) for o in outcomes] == [StoreFailed] * 4  # answered, not left waiting
+    assert alive  # the writer thread survived its own bug
+    assert count(tmp_path / "shim.db", "SELECT count(*) FROM error_logs") == 4  # all kept
+
+
 def test_a_refused_batch_is_set_aside_alone(tmp_path: Path) -> None:
     path = tmp_path / "shim.db"
     # A level the table's CHECK constraint refuses: the database itself rejects this row.
