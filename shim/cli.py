@@ -37,7 +37,7 @@ from shim.store import MigrationError, UnsupportedStore, apply_migrations, iter_
 from shim.store.sqlite import STATUSES
 
 if TYPE_CHECKING:
-    from starlette.applications import Starlette
+    from shim.app import Edge
 
 DESCRIPTION = """\
 A Sentry-compatible error ingestion server, and the tools to read and triage what it stored.
@@ -145,7 +145,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def worker_app() -> Starlette:
+def worker_app() -> Edge:
     """The app of one of the processes of ``shim serve --workers N``. They share the backup log
     (its lock orders their writes) and the store; each has its own writer and limits."""
     from shim.app import create_app

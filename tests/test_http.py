@@ -3,9 +3,11 @@ statuses for good and malformed requests, auth, CORS, the legacy store endpoint,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import io
+import logging
 import sqlite3
 import uuid
 import zlib
@@ -20,7 +22,7 @@ import zstandard
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from starlette.testclient import TestClient
 
-from shim.app import create_app
+from shim.app import Edge, create_app
 from shim.auth import Keys
 from shim.settings import Settings
 
@@ -316,6 +318,88 @@ def test_framing_error_keeps_the_items_before_it(client: TestClient, settings: S
     assert response.status_code == 400
     assert response.json()["id"] == ev["event_id"]
     assert rows(settings, "SELECT message FROM error_logs") == [{"message": "before the damage"}]
+
+
+# -- the two doors: the envelope POST straight to its handler, or through Starlette ----
+
+DOOR_CASES: list[tuple[str, str, bytes, dict[str, str]]] = [
+    ("good event", URL, GOOD, AUTH),
+    ("key in query", f"{URL}?sentry_key={KEY}", GOOD, {}),
+    ("no key", URL, GOOD, {}),
+    ("project not a number", "/api/abc/envelope/", GOOD, AUTH),
+    ("a bad item beside a good one", URL,
+     b'{}\n{"type":"check_in"}\n{"status":"bogus"}\n{"type":"event"}\n'
+     + orjson.dumps(event("kept")) + b"\n", AUTH),
+    *((name, URL, body, {**AUTH, **headers}) for name, body, headers, _, _ in MALFORMED),
+]
+
+
+class Doors:
+    """The app, with a way in through Starlette's route for requests marked ``X-Door``."""
+
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and (b"x-door", b"starlette") in scope["headers"]:
+            await self.edge.app(scope, receive, send)
+        else:
+            await self.edge(scope, receive, send)
+
+
+@pytest.mark.parametrize(("name", "url", "body", "headers"), DOOR_CASES,
+                         ids=[c[0] for c in DOOR_CASES])
+def test_both_doors_give_the_same_answer(settings: Settings, name: str, url: str, body: bytes,
+                                         headers: dict[str, str]) -> None:
+    """``Edge`` answers an envelope POST itself; Starlette's route (what a request with an
+    Origin header takes) must answer it byte for byte the same, headers included."""
+    with TestClient(Doors(create_app(settings, Keys(((KEY, None),))))) as client:
+        direct = client.post(url, content=body, headers=headers)
+        routed = client.post(url, content=body, headers={**headers, "X-Door": "starlette"})
+    assert (direct.status_code, direct.content) == (routed.status_code, routed.content)
+    assert sorted(direct.headers.multi_items()) == sorted(routed.headers.multi_items())
+    assert direct.headers["vary"] == "Origin"
+
+
+def test_an_envelope_post_takes_the_direct_door(client: TestClient, settings: Settings) -> None:
+    """With Starlette's app replaced by one that fails every request, SDK envelope POSTs are
+    still answered and stored; anything else (a browser's POST with Origin, /healthz) is not."""
+    edge = client.app
+    assert isinstance(edge, Edge)
+
+    async def refuse(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError(f"Starlette got {scope['method']} {scope['path']}")
+
+    edge.app = refuse  # type: ignore[assignment]
+    body, event_id = good_envelope()
+    assert client.post(URL, content=body, headers=AUTH).json() == {"id": event_id}
+    assert rows(settings, "SELECT event_id FROM error_logs") == [{"event_id": event_id}]
+    for method, url, headers in (("POST", URL, {**AUTH, "Origin": "https://app.example"}),
+                                 ("GET", "/healthz", {}), ("POST", "/api/1/envelope", AUTH)):
+        with pytest.raises(AssertionError, match="Starlette got"):
+            client.request(method, url, content=body, headers=headers)
+
+
+def test_a_client_gone_mid_body_is_not_answered_nor_logged(
+        client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    edge = client.app
+    assert isinstance(edge, Edge)
+    messages = [{"type": "http.request", "body": GOOD[:100], "more_body": True},
+                {"type": "http.disconnect"}]
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": URL, "root_path": "", "query_string": b"",
+             "headers": [(b"x-sentry-auth", AUTH["X-Sentry-Auth"].encode())]}
+    asyncio.run(edge(scope, receive, send))
+    assert not messages  # it read up to the disconnect
+    assert sent == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 # -- the legacy store endpoint ----
