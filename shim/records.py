@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -23,10 +22,12 @@ _VERSION_7 = (0x7 << 76) | (0b10 << 62)
 
 
 def new_row_id() -> str:
-    """A new ``error_logs.id``: a UUID, in the order rows are made."""
+    """A new ``error_logs.id``: a UUID, in the order rows are made. (Written out by hand: a
+    ``uuid.UUID`` made only to be turned into text costs as much again.)"""
     millis = time.time_ns() // 1_000_000
     random = int.from_bytes(os.urandom(10), "big") & _RANDOM
-    return str(uuid.UUID(int=(millis << 80) | random | _VERSION_7))
+    digits = "%032x" % ((millis << 80) | random | _VERSION_7)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 @dataclass(frozen=True)

@@ -583,6 +583,7 @@ def test_row_ids_are_version_7_uuids_in_the_order_rows_are_made() -> None:
     time.sleep(0.002)
     ids = [event_row.id, record_row.id, new_row_id()]
     parsed = [uuid.UUID(i) for i in ids]
+    assert [str(u) for u in parsed] == ids  # the canonical text: lower-case, dashed
     assert [u.version for u in parsed] == [7, 7, 7]
     assert all(u.variant == uuid.RFC_4122 for u in parsed)
     assert ids == sorted(ids) and len(set(ids)) == 3
