@@ -264,7 +264,8 @@ def test_logs_tail_prints_new_events_as_they_arrive(live_server: LiveServer) -> 
     """), live_server.dsn))
     tail = subprocess.Popen(
         [sys.executable, "-m", "shim", "logs", "--tail", "--interval", "0.2"],
-        env=shim_env(live_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=shim_env(live_server, {"PYTHONFAULTHANDLER": "1"}),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in tail.stdout or ()],
                               daemon=True)
@@ -297,7 +298,12 @@ def test_logs_tail_prints_new_events_as_they_arrive(live_server: LiveServer) -> 
     finally:
         tail.send_signal(signal.SIGINT)  # Ctrl-C
         try:
-            code = tail.wait(timeout=10)
+            code = tail.wait(timeout=30)  # (a loaded CI machine once took over 10 s)
+        except subprocess.TimeoutExpired:
+            # With PYTHONFAULTHANDLER set, SIGABRT makes it print where every thread is.
+            tail.send_signal(signal.SIGABRT)
+            _, stderr = tail.communicate(timeout=10)
+            raise AssertionError(f"`shim logs --tail` did not stop on Ctrl-C:\n{stderr}") from None
         finally:
             if tail.poll() is None:
                 tail.kill()
