@@ -94,14 +94,17 @@ def child_pids(pid: int) -> list[int]:
     return []
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, children: bool = True) -> float:
     """CPU time (user and system) of a process, of its children that have ended and been
-    waited for, and of those still running (a server's workers, its journal process)."""
+    waited for, and of those still running (a server's workers, its journal process); with
+    ``children=False``, of the process alone."""
     with contextlib.suppress(OSError, IndexError, ValueError):
         stat = Path(f"/proc/{pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2:].split()
-        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
-        return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(c) for c in child_pids(pid))
+        # utime stime, then cutime cstime
+        ticks = sum(int(fields[i]) for i in ((11, 12, 13, 14) if children else (11, 12)))
+        seconds = ticks / os.sysconf("SC_CLK_TCK")
+        return seconds + sum(cpu_seconds(c) for c in child_pids(pid)) if children else seconds
     return 0.0
 
 
@@ -111,10 +114,11 @@ def rss_peak_mb(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def server(argv: list[str], env: dict[str, str], log: Path,
+           cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """A server subprocess, stopped with SIGTERM (then SIGKILL) however the block ends."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
         try:
             yield process
         finally:

@@ -25,6 +25,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.__main__ import (
     child_pids,
@@ -36,7 +37,7 @@ from bench.__main__ import (
     wait_listening,
     wait_rows,
 )
-from bench.corpus import read_corpus
+from bench.corpus import Body, read_corpus
 from bench.load import request_head, run_load
 
 
@@ -49,15 +50,9 @@ class Sample:
     stored_ok: bool
 
 
-def own_cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` alone (user and system), not of its children."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_once(tree: Path, args: argparse.Namespace, work: Path, number: int) -> Sample:
-    index, bodies = read_corpus(args.corpus, args.encoding)
+def run_once(tree: Path, args: argparse.Namespace, corpus: tuple[dict[str, Any], list[Body]],
+             work: Path, number: int) -> Sample:
+    index, bodies = corpus
     data_dir = work / f"data-{number:03d}"
     database_url = args.database_url or f"sqlite:///{data_dir / 'shim.db'}"
     if args.database_url:
@@ -69,24 +64,19 @@ def run_once(tree: Path, args: argparse.Namespace, work: Path, number: int) -> S
            "SHIM_RATE_LIMIT_PER_KEY": "0", "SHIM_RATE_LIMIT": "0", "SHIM_LOG_LEVEL": "warning"}
     argv = [sys.executable, "-m", "shim", "serve", "--port", str(port)]
     log = work / f"{number:03d}.log"
-    old_cwd = Path.cwd()
-    os.chdir(tree)  # the child starts here (and imports shim from here)
-    try:
-        with server(argv, env, log) as process:
-            wait_listening(port, process)
-            before = count_rows(database_url)
-            own, total = own_cpu_seconds(process.pid), cpu_seconds(process.pid)
-            head = request_head(port, f"/api/{index['project']}/envelope/", index["headers"],
-                                args.encoding)
-            result = asyncio.run(run_load(port, bodies, head, seconds=args.seconds,
-                                          concurrency=args.concurrency))
-            own = own_cpu_seconds(process.pid) - own
-            total = cpu_seconds(process.pid) - total
-            stored, _ = wait_rows(database_url, before, result.events, result.started)
-            if not child_pids(process.pid):
-                print(f"note: {tree} ran without a child process", file=sys.stderr)
-    finally:
-        os.chdir(old_cwd)
+    with server(argv, env, log, cwd=tree) as process:  # (it imports shim from the tree)
+        wait_listening(port, process)
+        before = count_rows(database_url)
+        own, total = cpu_seconds(process.pid, children=False), cpu_seconds(process.pid)
+        head = request_head(port, f"/api/{index['project']}/envelope/", index["headers"],
+                            args.encoding)
+        result = asyncio.run(run_load(port, bodies, head, seconds=args.seconds,
+                                      concurrency=args.concurrency))
+        own = cpu_seconds(process.pid, children=False) - own
+        total = cpu_seconds(process.pid) - total
+        stored, _ = wait_rows(database_url, before, result.events, result.started)
+        if not child_pids(process.pid):
+            print(f"note: {tree} ran without a child process", file=sys.stderr)
     per = 1e6 / max(result.requests, 1)
     return Sample(result.requests_per_s, total * per, own * per, (total - own) * per,
                   stored >= result.events)
@@ -105,12 +95,13 @@ def main() -> None:
     args = parser.parse_args()
     trees = [t.resolve() for t in args.trees]
     samples: dict[Path, list[Sample]] = {t: [] for t in trees}
+    corpus = read_corpus(args.corpus, args.encoding)  # once: the gzip corpus is ~100 MB
     with tempfile.TemporaryDirectory(prefix="shim-ab-") as tmp:
         number = 0
         for run in range(args.runs):
             for tree in trees if run % 2 == 0 else reversed(trees):
                 number += 1
-                sample = run_once(tree, args, Path(tmp), number)
+                sample = run_once(tree, args, corpus, Path(tmp), number)
                 samples[tree].append(sample)
                 print(f"run {run + 1} {tree}: {sample.requests_per_s:.0f} req/s, "
                       f"{sample.cpu_us:.0f} us CPU/req (server {sample.own_us:.0f}, children "
