@@ -265,7 +265,10 @@ def test_logs_tail_prints_new_events_as_they_arrive(live_server: LiveServer) -> 
     tail = subprocess.Popen(
         [sys.executable, "-m", "shim", "logs", "--tail", "--interval", "0.2"],
         env=shim_env(live_server, {"PYTHONFAULTHANDLER": "1"}),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As in a terminal: the test run itself may have been started with SIGINT ignored (a
+        # background job of a script), which a child inherits, and Python then keeps it ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in tail.stdout or ()],
                               daemon=True)
@@ -298,7 +301,7 @@ def test_logs_tail_prints_new_events_as_they_arrive(live_server: LiveServer) -> 
     finally:
         tail.send_signal(signal.SIGINT)  # Ctrl-C
         try:
-            code = tail.wait(timeout=30)  # (a loaded CI machine once took over 10 s)
+            code = tail.wait(timeout=10)
         except subprocess.TimeoutExpired:
             # With PYTHONFAULTHANDLER set, SIGABRT makes it print where every thread is.
             tail.send_signal(signal.SIGABRT)
