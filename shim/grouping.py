@@ -74,11 +74,13 @@ def _frame_key(frame: dict[str, Any]) -> str:
 
 
 def _exception_parts(exceptions: Sequence[dict[str, Any]]) -> list[str]:
-    in_app_only = any(f.get("in_app") is True for v in exceptions for f in frames_of(v))
+    frames_per_value = [frames_of(value) for value in exceptions]
+    in_app_only = any(f.get("in_app") is True for frames in frames_per_value for f in frames)
     parts: list[str] = []
-    for value in exceptions:
+    for value, frames in zip(exceptions, frames_per_value, strict=True):
         parts.append(f"type:{value.get('type')}")
-        frames = [f for f in frames_of(value) if f.get("in_app") is True or not in_app_only]
+        if in_app_only:
+            frames = [f for f in frames if f.get("in_app") is True]
         if frames:
             parts.extend(f"frame:{_frame_key(f)}" for f in frames)
         else:

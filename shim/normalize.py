@@ -77,8 +77,20 @@ def _used_parts(event: dict[str, Any]) -> dict[str, Any]:
     return used
 
 
+# A UTC time as Python SDKs write it; any other form is parsed and written again.
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
 def iso_utc(value: object, fallback: datetime) -> str:
     """An event timestamp (epoch seconds or RFC 3339 text) as ISO 8601 UTC with microseconds."""
+    if isinstance(value, str) and len(value) == 27 and _CANONICAL.fullmatch(value):
+        # What Python SDKs send ("2026-11-29T02:41:17.438040Z") is already the text we write,
+        # once it is known to be a valid time.
+        try:
+            datetime.fromisoformat(value[:26])
+            return value[:26] + "+00:00"
+        except ValueError:
+            pass
     moment = fallback
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -89,7 +101,24 @@ def iso_utc(value: object, fallback: datetime) -> str:
             moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         moment = fallback
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return utc_text(moment)
+
+
+_SECONDS_TEXT: dict[tuple[int, int, int, int, int, int], str] = {}
+
+
+def utc_text(moment: datetime) -> str:
+    """An aware time as ISO 8601 UTC with microseconds, ``isoformat(timespec="microseconds")``
+    in UTC. The text up to the second is remembered: rows arrive with a few distinct seconds
+    each second, and ``isoformat`` of an aware time costs several times the rest."""
+    moment = moment.astimezone(UTC)
+    key = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+    seconds = _SECONDS_TEXT.get(key)
+    if seconds is None:
+        if len(_SECONDS_TEXT) >= 4096:
+            _SECONDS_TEXT.clear()
+        seconds = _SECONDS_TEXT[key] = moment.replace(microsecond=0, tzinfo=None).isoformat()
+    return f"{seconds}.{moment.microsecond:06d}+00:00"
 
 
 def tags_of(event: dict[str, Any]) -> dict[str, str]:
@@ -309,7 +338,9 @@ def normalize_used(
     request_id = tags.get("request_id") or (
         _text(trace.get("trace_id")) if isinstance(trace, dict) else None
     )
-    function, module = _last_frame(typed, "function"), _last_frame(typed, "module")
+    last = _last_frame(typed)
+    function = _text(last.get("function")) if last else None
+    module = _text(last.get("module")) if last else None
     variables = {
         "type": error_type, "error.type": error_type, "error.value": error_message,
         "level": level, "logger": logger, "message": message,
@@ -348,10 +379,13 @@ def normalize_used(
     )
 
 
-def _last_frame(values: list[dict[str, Any]], key: str) -> str | None:
+def _last_frame(values: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The innermost frame of the last exception that has frames: in-app if any is."""
     for value in reversed(values):
         frames = stacktrace.frames_of(value)
-        in_app = [f for f in frames if f.get("in_app") is True] or frames
-        if in_app:
-            return _text(in_app[-1].get(key))
+        for frame in reversed(frames):
+            if frame.get("in_app") is True:
+                return frame
+        if frames:
+            return frames[-1]
     return None

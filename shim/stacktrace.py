@@ -51,17 +51,20 @@ def exception_line(value: dict[str, Any]) -> str:
     return f"{type_name}: {text}"
 
 
-def _frame_lines(frame: dict[str, Any]) -> list[str]:
-    path = frame.get("abs_path") or frame.get("filename") or frame.get("module") or "<unknown>"
-    where = f'  File "{path}"'
-    if frame.get("lineno") is not None:
-        where += f", line {frame['lineno']}"
-    where += f", in {frame.get('function') or '<module>'}"
-    lines = [where]
-    context_line = frame.get("context_line")
-    if isinstance(context_line, str) and context_line.strip():
-        lines.append(f"    {context_line.strip()}")
-    return lines
+def _frame_lines(frames: list[dict[str, Any]], lines: list[str]) -> None:
+    """Append each frame's ``File ...`` line and its source line, as Python prints them."""
+    for frame in frames:
+        get = frame.get
+        path = get("abs_path") or get("filename") or get("module") or "<unknown>"
+        lineno = get("lineno")
+        function = get("function") or "<module>"
+        if lineno is None:
+            lines.append(f'  File "{path}", in {function}')
+        else:
+            lines.append(f'  File "{path}", line {lineno}, in {function}')
+        context_line = get("context_line")
+        if isinstance(context_line, str) and (source := context_line.strip()):
+            lines.append(f"    {source}")
 
 
 def _mechanism(value: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +83,7 @@ def _block(value: dict[str, Any], header: str = "Traceback (most recent call las
     frames = frames_of(value)
     if frames:
         lines.append(header)
-        for frame in frames:
-            lines.extend(_frame_lines(frame))
+        _frame_lines(frames, lines)
     lines.append(exception_line(value) + suffix)
     return lines
 

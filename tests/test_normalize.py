@@ -31,7 +31,7 @@ from shim.envelope import Envelope
 from shim.errors import InvalidEvent
 from shim.grouping import GROUPING_VERSION
 from shim.ingest import log_record
-from shim.normalize import normalize_event
+from shim.normalize import iso_utc, normalize_event
 from shim.records import ErrorLog, new_row_id
 from shim.settings import LEVELS
 
@@ -235,12 +235,50 @@ TIME_CASES: dict[str, tuple[object, str]] = {
     "far future": (1e20, RECEIVED_ISO),
     "year 1 with an offset": ("0001-01-01T00:00:00+01:00", RECEIVED_ISO),
     "year 9999 with an offset": ("9999-12-31T23:59:59-01:00", RECEIVED_ISO),
+    "the SDK's form": ("2024-05-01T10:00:00.654321Z", "2024-05-01T10:00:00.654321+00:00"),
+    "the SDK's form, invalid": ("2024-02-30T10:00:00.654321Z", RECEIVED_ISO),
+    "the SDK's length, a week date": ("2024-W18-3T10:00:00.654321Z",
+                                      "2024-05-01T10:00:00.654321+00:00"),
+    "the SDK's length, a Unicode digit": ("2024-05-0\u0661T10:00:00.654321Z", RECEIVED_ISO),
+    "epoch seconds, the second rounded up": (1714557599.9999996, "2024-05-01T10:00:00.000000+00:00"),
+    "year 999": ("0999-05-01T10:00:00", "0999-05-01T10:00:00.000000+00:00"),
 }
 
 
 @pytest.mark.parametrize(("timestamp", "created_at"), TIME_CASES.values(), ids=TIME_CASES.keys())
 def test_created_at(timestamp: object, created_at: str) -> None:
     assert normalize({"message": "m", "timestamp": timestamp}).created_at == created_at
+
+
+def _reference_iso_utc(value: object, fallback: datetime) -> str:
+    """What ``iso_utc`` must give, written the plain way (it takes shortcuts)."""
+    moment = fallback
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            moment = datetime.fromtimestamp(float(value), UTC)
+        elif isinstance(value, str) and value.strip():
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        moment = fallback
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+TIMES = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                     timezones=st.timezones() | st.just(UTC))
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.one_of(
+    TIMES.map(lambda t: t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+    TIMES.map(lambda t: t.isoformat()),
+    TIMES.map(lambda t: t.isoformat(timespec="seconds").replace("+00:00", "Z")),
+    st.from_regex(r"\A[0-9W]{4}-[0-9W]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z"),
+    st.floats(min_value=-1e11, max_value=1e11) | st.integers(-(10**11), 10**11),
+    st.text(max_size=30),
+), TIMES)
+def test_created_at_is_what_the_plain_conversion_gives(value: object, received: datetime) -> None:
+    assert iso_utc(value, received) == _reference_iso_utc(value, received)
 
 
 def test_created_at_from_real_event(captured: list[Event]) -> None:
