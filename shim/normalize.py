@@ -383,9 +383,6 @@ def _last_frame(values: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The innermost frame of the last exception that has frames: in-app if any is."""
     for value in reversed(values):
         frames = stacktrace.frames_of(value)
-        for frame in reversed(frames):
-            if frame.get("in_app") is True:
-                return frame
         if frames:
-            return frames[-1]
+            return next((f for f in reversed(frames) if f.get("in_app") is True), frames[-1])
     return None
