@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -27,6 +29,10 @@ MARKER = ".applied"
 MARKER_SIZE = 128  # the marker is one write of this many bytes, well within a disk sector
 LOCK = ".lock"
 REJECTED = "rejected.jsonl"  # not named after a day, so never read back as log
+_DAY_FILE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\.jsonl")
+# A listing of the directory is reused while the directory's modification time stays the same,
+# once that time is this old: a change soon after it could carry the same time stamp.
+_SETTLED_NS = 2_000_000_000
 
 
 @dataclass(frozen=True, order=True)
@@ -109,6 +115,7 @@ class BackupLog:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._listing: tuple[int, list[str]] | None = None  # (directory mtime, day files)
 
     def path(self, name: str) -> Path:
         return self.directory / name
@@ -196,7 +203,16 @@ class BackupLog:
             os.fsync(f.fileno())
 
     def files(self) -> list[str]:
-        return sorted(p.name for p in self.directory.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].jsonl"))
+        """The day files, oldest first. Every commit asks (``end``), and files are only ever
+        added or removed, which changes the directory's modification time: the listing is read
+        again only then (a glob of the directory cost a commit more than its own fsync'd line)."""
+        mtime = os.stat(self.directory).st_mtime_ns
+        if self._listing is not None and self._listing[0] == mtime:
+            return list(self._listing[1])
+        names = sorted(n for n in os.listdir(self.directory) if _DAY_FILE.fullmatch(n))
+        if time.time_ns() - mtime > _SETTLED_NS:
+            self._listing = (mtime, names)
+        return list(names)
 
     def end(self) -> Position:
         """The position after the last complete line (a torn tail is not part of the log)."""
@@ -230,12 +246,16 @@ class BackupLog:
 
     def applied(self) -> Position:
         try:
-            data = orjson.loads(self.path(MARKER).read_bytes())
-            position = Position(str(data["file"]), int(data["offset"]))
+            fd = os.open(self.path(MARKER), os.O_RDONLY)
         except FileNotFoundError:
             return Position()
+        try:
+            data = orjson.loads(os.pread(fd, 64 * 1024, 0))
+            position = Position(str(data["file"]), int(data["offset"]))
         except (ValueError, KeyError, TypeError):
             return Position()  # unreadable: replaying from the start is safe, only slower
+        finally:
+            os.close(fd)
         if "check" in data and data["check"] != _check(position):  # (older markers have none)
             return Position()  # a torn write that still parses: from the start, as above
         return position

@@ -14,6 +14,7 @@ import io
 import os
 import sqlite3
 import stat
+import time
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -131,6 +132,27 @@ def test_append_returns_the_end_and_reads_back_from_any_position(log: BackupLog)
                           (first, b'{"n":2}\n'), (second, b'{"n":3}\n')]
     assert list(log.read_from(first)) == [(second, b'{"n":3}\n')]
     assert list(log.read_from(second)) == []
+
+
+def test_day_files_added_by_another_process_are_seen(tmp_path: Path) -> None:
+    """The listing of day files is kept between commits, but never past a change of the
+    directory, even one that keeps the directory's time stamp while it is recent."""
+    log, other = BackupLog(tmp_path), BackupLog(tmp_path)  # two processes' views of one log
+    log.append("2026-11-27", [b"{}\n"])
+    settled = time.time_ns() - 10 * 10**9
+    os.utime(tmp_path, ns=(settled, settled))
+    assert log.files() == ["2026-11-27.jsonl"]  # listed, and kept while nothing changes
+    other.append("2026-11-28", [b"{}\n"])
+    assert log.files() == ["2026-11-27.jsonl", "2026-11-28.jsonl"]
+    assert log.end() == Position("2026-11-28.jsonl", 3)
+    recent = time.time_ns()
+    os.utime(tmp_path, ns=(recent, recent))
+    assert log.files() == ["2026-11-27.jsonl", "2026-11-28.jsonl"]
+    other.append("2026-11-29", [b"{}\n"])
+    os.utime(tmp_path, ns=(recent, recent))  # the same time stamp as the last listing's
+    assert log.files()[-1] == "2026-11-29.jsonl"
+    (tmp_path / "2026-11-27.jsonl").unlink()  # pruned by an operator
+    assert log.files() == ["2026-11-28.jsonl", "2026-11-29.jsonl"]
 
 
 def test_batches_go_to_their_receive_day_and_reading_crosses_days(log: BackupLog) -> None:
