@@ -111,7 +111,10 @@ class Scrubber:
         lower = value.lower()
         if "bearer" in lower or "basic" in lower or "token" in lower:
             value = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", value)
-        if self._stems.search(lower):
+        # An assignment has a key word before its ":" or "=" (its costly pattern is tried only
+        # then: "unexpected token at offset 12" names a key word, and assigns nothing).
+        stem = self._stems.search(lower)
+        if stem and stem.start() < max(lower.rfind(":"), lower.rfind("=")):
             value = self._assignment.sub(
                 lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{FILTERED}", value)
         if _FOUR_DIGITS.search(value):

@@ -16,7 +16,7 @@ from conftest import LiveServer, expect_ok, run_script, script
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from shim.scrub import FILTERED, Scrubber, scrub_event
+from shim.scrub import _BEARER, _CARD, _FOUR_DIGITS, FILTERED, Scrubber, _card, scrub_event
 
 SCRUBBER = Scrubber(["employee_number"])
 
@@ -143,6 +143,31 @@ _JSON = st.recursive(
 def test_the_pretest_never_skips_what_the_walk_would_change(value: object) -> None:
     assert PRETESTED.value(value) == WALK_ONLY.value(value)
     assert scrub_event({"extra": value}, PRETESTED) == scrub_event({"extra": value}, WALK_ONLY)
+
+
+def _text_tried_in_full(scrubber: Scrubber, value: str) -> str:
+    """``Scrubber.text`` trying the assignment pattern whenever a key word is there at all."""
+    if len(value) < 5:
+        return value
+    lower = value.lower()
+    if "bearer" in lower or "basic" in lower or "token" in lower:
+        value = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", value)
+    if scrubber._stems.search(lower):
+        value = scrubber._assignment.sub(
+            lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{FILTERED}", value)
+    if _FOUR_DIGITS.search(value):
+        value = _CARD.sub(_card, value)
+    return value
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from([*_PIECES, "unexpected token at offset 12", "secret", "k:",
+                                 " = ", "auth_token"]), max_size=10).map("".join))
+@example("unexpected token at offset 12: retry")
+@example("a: unexpected token")
+@example("token\u0130d: 12345678")  # a dotted capital I, two characters once lowered
+def test_text_tries_assignments_only_where_one_could_be(value: str) -> None:
+    assert PRETESTED.text(value) == _text_tried_in_full(PRETESTED, value)
 
 
 def test_a_clean_part_is_not_walked_and_a_suspect_one_is() -> None:
