@@ -9,9 +9,11 @@ does not rely on it.
 
 Almost no part of an event holds a secret, so before walking a part string by string the scrubber
 asks one question of its JSON text: could anything in here match? One linear-time RE2 pass looks
-for every key word, ``bearer``/``basic``, any run of 13 digits, and the few non-ASCII characters
-that Python's case-insensitive matching or ``\\d`` would treat as a letter or digit of interest. A
-part with none of them is returned as it is; the walk would have returned an equal copy.
+for a key word where the walk could act on it (in a key, in a ``[name, value]`` pair, before a
+``:`` or ``=`` in the same string), ``bearer``/``basic``/``token`` before something token-like,
+any run of 13 digits, and the few non-ASCII characters that Python's case-insensitive matching or
+``\\d`` would treat as a letter or digit of interest. A part with none of them is returned as it
+is; the walk would have returned an equal copy.
 """
 
 from __future__ import annotations
@@ -170,17 +172,45 @@ class Scrubber:
 _UNICODE_LOOKALIKES = r"[\x{130}\x{131}\x{17f}\x{212a}]|[^\P{Nd}0-9]"
 
 
+# The rest of the JSON string a word was found in (escapes taken whole), and JSON's whitespace.
+_REST = r'(?:[^"\\]|\\.)*?'
+_SPACE = r"[ \t\n\r]*"
+
+
+def _literal(words: Iterable[str]) -> str:
+    """RE2 alternatives for ``words`` as JSON writes them, longest first."""
+    escaped = (orjson.dumps(word)[1:-1].decode()
+               for word in sorted(set(words), key=len, reverse=True))
+    return "|".join("".join(c if c.isalnum() else f"\\x{{{ord(c):x}}}" for c in word)
+                    for word in escaped)
+
+
 def _suspect_pattern(stems: Iterable[str]) -> Any:
     """Anything that a key, bearer, assignment or card match must contain, as one RE2 pattern
-    over UTF-8 JSON text. Words are looked for as JSON writes them (a configured key could hold a
-    quote or a control character). Case-insensitive matching of non-ASCII letters is not the same
-    in RE2 and Python, so a configured word outside ASCII sends every non-ASCII text to the walk."""
-    words = sorted({*stems, "bearer", "basic", "token"}, key=len, reverse=True)
-    escaped = (orjson.dumps(word)[1:-1].decode() for word in words)
-    literal = "|".join("".join(c if c.isalnum() else f"\\x{{{ord(c):x}}}" for c in word)
-                       for word in escaped)
+    over UTF-8 JSON text:
+
+    - a key word in a key (``"...word...":``) or in the first string of a list (a
+      ``[name, value]`` pair);
+    - a key word followed, in the same string, by ``:`` or ``=`` (an assignment);
+    - ``bearer``, ``basic`` or ``token`` followed, in the same string, by 8 characters of a token;
+    - 13 digits in a row (with spaces or dashes between), a card number's least;
+    - a character outside ASCII that Python's matching takes for one inside it.
+
+    A key word in prose ("unexpected token at offset 12") is none of these. Words are looked for
+    as JSON writes them (a configured key could hold a quote or a control character). Case-
+    insensitive matching of non-ASCII letters is not the same in RE2 and Python, so a configured
+    word outside ASCII sends every non-ASCII text to the walk."""
+    stems = list(stems)
+    keys, bearer = _literal(stems), _literal(["bearer", "basic", "token"])
+    words = [*stems, "bearer", "basic", "token"]
     lookalikes = "[^\\x00-\\x7f]" if not all(w.isascii() for w in words) else _UNICODE_LOOKALIKES
-    return re2.compile(f"(?i:{literal})|{lookalikes}|[0-9](?:[ -]?[0-9]){{12}}".encode())
+    return re2.compile("|".join((
+        f'(?i:{keys}){_REST}(?:[:=]|"{_SPACE}:)',
+        f'\\[{_SPACE}"{_REST}(?i:{keys})',
+        f"(?i:{bearer}){_REST}[A-Za-z0-9._~+/=-]{{8}}",
+        lookalikes,
+        "[0-9](?:[ -]?[0-9]){12}",
+    )).encode())
 
 
 # Keys whose values are the server's own bookkeeping, never secrets: left untouched so that

@@ -179,6 +179,23 @@ def test_a_clean_part_is_not_walked_and_a_suspect_one_is() -> None:
     assert scrubbed["values"][8] is crumbs["values"][8]  # its clean siblings are kept as they are
 
 
+@pytest.mark.parametrize(("value", "suspect"), [
+    ({"value": "unexpected token at offset 2192"}, False),  # a key word in prose
+    ({"message": "password reset mail sent to a user"}, False),
+    ({"value": "retry: unexpected token"}, False),  # the ':' comes before the word
+    ({"auth_token": "x"}, True),  # in a key
+    ({"headers": [["Cookie", "x"]]}, True),  # a [name, value] pair
+    ({"message": "token = abc"}, True),  # an assignment
+    ({"message": "sent with Bearer abcdefghijk"}, True),
+    ({"message": "card 4111 1111 1111 1111"}, True),
+])
+def test_the_pretest_looks_for_key_words_where_the_walk_would_act(value: object,
+                                                                  suspect: bool) -> None:
+    assert isinstance(value, dict)
+    assert PRETESTED.could_hold_secrets(value) is suspect
+    assert SCRUBBER.could_hold_secrets(value) is suspect
+
+
 def test_the_non_ascii_lookalikes_are_all_listed() -> None:
     """The pretest names the characters outside ASCII that Python's case-insensitive matching
     takes for an ASCII letter; it must name every one of them."""
