@@ -16,7 +16,7 @@ import os
 import time
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,6 +112,11 @@ def _state(request: Request) -> State:
     return state
 
 
+def _query(request: Request) -> Mapping[str, str]:
+    """The query's parameters; not parsed when there is no query (SDKs send none)."""
+    return request.query_params if request.scope.get("query_string") else {}
+
+
 def _project_id(project: str) -> str:
     project_id = str(project)
     if not (project_id.isascii() and project_id.isdigit()) or len(project_id) > 18:
@@ -167,7 +172,7 @@ def _answer(ingested: Ingested) -> dict[str, Any]:
 async def _envelope(state: State, project: str, request: Request) -> dict[str, Any]:
     """``POST /api/{project}/envelope/``, from either door (``Edge`` or the Starlette route)."""
     project_id = _project_id(project)
-    key = request_key(request.headers, request.query_params)
+    key = request_key(request.headers, _query(request))
     if key:
         state.keys.check(key, project_id)  # before reading a byte of the body
     data = await _body(request, state.settings)
@@ -204,7 +209,7 @@ def _legacy_json(data: bytes) -> Any:
 async def store_endpoint(request: Request) -> Response:
     state = _state(request)
     project_id = _project_id(request.path_params["project_id"])
-    key = request_key(request.headers, request.query_params)
+    key = request_key(request.headers, _query(request))
     state.keys.check(key, project_id)
     assert key is not None  # check() refused a missing key
     data = await _body(request, state.settings)

@@ -92,6 +92,14 @@ def _digest(parts: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def _message_digest(template: str) -> str:
+    return _digest([f"v{GROUPING_VERSION}", f"message:{normalize_message(template)}"])
+
+
+# Every record of a log call has the same template: its fingerprint is remembered like its text.
+_remembered_message_digest = functools.lru_cache(maxsize=4096)(_message_digest)
+
+
 def default_fingerprint(
     exceptions: Sequence[dict[str, Any]], template: str | None, logger: str | None
 ) -> str:
@@ -99,7 +107,9 @@ def default_fingerprint(
     if exceptions:
         return _digest([f"v{GROUPING_VERSION}", *_exception_parts(exceptions)])
     if template:
-        return _digest([f"v{GROUPING_VERSION}", f"message:{normalize_message(template)}"])
+        if len(template) <= _REMEMBERED_LENGTH:
+            return _remembered_message_digest(template)
+        return _message_digest(template)
     return _digest([f"v{GROUPING_VERSION}", f"empty:{logger or ''}"])
 
 

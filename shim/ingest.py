@@ -23,9 +23,9 @@ from shim.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimErro
 from shim.normalize import (
     DEFAULT_SCRUBBER,
     iso_utc,
+    isoformat_utc,
     normalize_event,
     normalize_used,
-    utc_text,
 )
 from shim.records import Batch, CheckIn, ErrorLog, new_row_id
 from shim.scrub import Scrubber
@@ -59,7 +59,7 @@ class Ingested:
 def ingest_envelope(
     envelope: Envelope, project_id: str, received: datetime, limits: Limits
 ) -> Ingested:
-    batch = Batch(received_at=utc_text(received))
+    batch = Batch(received_at=isoformat_utc(received))
     result = Ingested(batch)
     counts: Counter[str] = Counter()
     for number, item in enumerate(envelope.items, start=1):
@@ -91,7 +91,7 @@ def ingest_store(
     row = normalize_event(event, event_id=None, project_id=project_id, received=received,
                           bug_level=limits.bug_level, item_type="store", scrubber=limits.scrubber)
     batch = Batch(error_logs=[row], item_counts={"event": 1},
-                  received_at=utc_text(received))
+                  received_at=isoformat_utc(received))
     return Ingested(batch, event_id=row.event_id)
 
 

@@ -101,13 +101,13 @@ def iso_utc(value: object, fallback: datetime) -> str:
             moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         moment = fallback
-    return utc_text(moment)
+    return isoformat_utc(moment)
 
 
 _SECONDS_TEXT: dict[tuple[int, int, int, int, int, int], str] = {}
 
 
-def utc_text(moment: datetime) -> str:
+def isoformat_utc(moment: datetime) -> str:
     """An aware time as ISO 8601 UTC with microseconds, ``isoformat(timespec="microseconds")``
     in UTC. The text up to the second is remembered: rows arrive with a few distinct seconds
     each second, and ``isoformat`` of an aware time costs several times the rest."""

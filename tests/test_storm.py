@@ -46,6 +46,21 @@ def test_full_until_the_threshold_then_slim_then_full_again_next_window() -> Non
     assert guard.admit([crash()])[0].stack_trace is not None
 
 
+def test_a_slim_row_keeps_every_field_but_the_bulky_ones() -> None:
+    """The slim row is built field by field: a field added to ErrorLog must not be lost here."""
+    row = dataclasses.replace(crash("x" * 2000), request_id="req-1", workspace_id="ws-1",
+                              item_type="store")
+    assert all(getattr(row, f.name) not in (None, "") for f in dataclasses.fields(ErrorLog))
+    guard = StormGuard(threshold=1, clock=Clock())
+    [_, slim] = guard.admit([crash(), row])
+    bulky = {"message", "context", "stack_trace"}
+    for field in dataclasses.fields(ErrorLog):
+        if field.name not in bulky:
+            assert getattr(slim, field.name) == getattr(row, field.name), field.name
+    assert slim.message == row.message[:500] and slim.stack_trace is None
+    assert slim.bug is row.bug is not None
+
+
 def test_counters_stay_bounded_under_a_storm_of_distinct_fingerprints() -> None:
     clock = Clock()
     guard = StormGuard(threshold=1, clock=clock, max_fingerprints=50)
