@@ -91,17 +91,22 @@ def iso_utc(value: object, fallback: datetime) -> str:
             return value[:26] + "+00:00"
         except ValueError:
             pass
-    moment = fallback
+    return isoformat_utc(moment_of(value, fallback))
+
+
+def moment_of(value: object, fallback: datetime) -> datetime:
+    """An event timestamp (epoch seconds or RFC 3339 text) as an aware time; ``fallback`` when it
+    is missing or not a time."""
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            moment = datetime.fromtimestamp(float(value), UTC)
-        elif isinstance(value, str) and value.strip():
+            return datetime.fromtimestamp(float(value), UTC)
+        if isinstance(value, str) and value.strip():
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
             # UTC conversion can itself overflow ("0001-01-01T00:00:00+01:00").
-            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError, OSError):
-        moment = fallback
-    return isoformat_utc(moment)
+        pass
+    return fallback
 
 
 _SECONDS_TEXT: dict[tuple[int, int, int, int, int, int], str] = {}

@@ -31,7 +31,7 @@ from shim.envelope import Envelope
 from shim.errors import InvalidEvent
 from shim.grouping import GROUPING_VERSION
 from shim.ingest import log_record
-from shim.normalize import iso_utc, normalize_event
+from shim.normalize import iso_utc, moment_of, normalize_event
 from shim.records import ErrorLog, new_row_id
 from shim.settings import LEVELS
 
@@ -251,17 +251,8 @@ def test_created_at(timestamp: object, created_at: str) -> None:
 
 
 def _reference_iso_utc(value: object, fallback: datetime) -> str:
-    """What ``iso_utc`` must give, written the plain way (it takes shortcuts)."""
-    moment = fallback
-    try:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            moment = datetime.fromtimestamp(float(value), UTC)
-        elif isinstance(value, str) and value.strip():
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError, OSError):
-        moment = fallback
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    """What ``iso_utc`` must give: the parsed time written the plain way (it takes shortcuts)."""
+    return moment_of(value, fallback).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 TIMES = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
