@@ -39,7 +39,7 @@ from bench.load import LOOPBACK, Result, request_head, run_load
 
 @dataclass(frozen=True)
 class Target:
-    name: str  # ceiling-identity, ceiling, shim-sqlite, shim-postgres
+    name: str  # ceiling-identity, ceiling, floor-sqlite, shim-sqlite, shim-postgres
     encoding: str
     workers: int = 1  # shim serve --workers
 
@@ -201,7 +201,9 @@ class Bench:
         bodies = self.load(target.encoding)
         log = self.work / f"{self.runs:03d}-{target.name}-{target.encoding}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if target.name.startswith("ceiling"):
+        if target.name == "floor-sqlite":
+            run = self._run_floor(target, port, bodies, env, log)
+        elif target.name.startswith("ceiling"):
             argv = [sys.executable, "-m", "bench.ceiling", "--port", str(port)]
             if target.name == "ceiling":
                 argv.append("--decode")
@@ -216,6 +218,26 @@ class Bench:
         output = log.read_text(errors="replace")
         if "Traceback" in output:
             run.problems.append(f"traceback in {log}")
+        return run
+
+    def _run_floor(self, target: Target, port: int, bodies: list[Body], env: dict[str, str],
+                   log: Path) -> Run:
+        data_dir = self.work / f"data-{self.runs:03d}"
+        database_url = f"sqlite:///{data_dir / 'floor.db'}"
+        argv = [sys.executable, "-m", "bench.floor", "--port", str(port), "--corpus",
+                str(self.corpus), "--data", str(data_dir)]
+        with server(argv, env, log) as process:
+            wait_listening(port, process, timeout=300)  # it builds shim's rows for the corpus first
+            before = count_rows(database_url)
+            cpu = cpu_seconds(process.pid)
+            result = self._drive(port, bodies, target.encoding, wrap=False)
+            stored, seconds = wait_rows(database_url, before, result.events, result.started)
+            run = Run(result, stored=stored, stored_seconds=seconds,
+                      rss_peak_mb=rss_peak_mb(process.pid),
+                      cpu_seconds=cpu_seconds(process.pid) - cpu)
+        if stored < result.events:
+            run.problems.append(f"{target.label}: {result.events} rows acknowledged, "
+                                f"{stored} stored")
         return run
 
     def _run_shim(self, target: Target, port: int, bodies: list[Body], env: dict[str, str],
@@ -251,6 +273,8 @@ class Bench:
 def targets(args: argparse.Namespace) -> list[Target]:
     chosen = [Target("ceiling-identity", "identity")]
     chosen += [Target("ceiling", encoding) for encoding in args.encodings]
+    if args.floor:
+        chosen += [Target("floor-sqlite", encoding) for encoding in args.encodings]
     stores = ["shim-sqlite", "shim-postgres"] if args.database_url else ["shim-sqlite"]
     for workers in sorted({1, *args.workers}):
         chosen += [Target(store, encoding, workers) for store in stores
@@ -277,7 +301,7 @@ def table(results: dict[Target, list[Run]]) -> list[str]:
         ceiling_cost = costs.get(target.encoding)
         stored = ([r.stored / r.stored_seconds for r in runs
                    if r.stored is not None and r.stored_seconds]
-                  if target.name.startswith("shim") else [])
+                  if not target.name.startswith("ceiling") else [])
         answers: dict[str, int] = {}
         for run in runs:
             for status, n in run.result.statuses.items():
@@ -321,6 +345,9 @@ def main() -> None:
                         "(rows are added to it; each run sends envelopes the earlier ones did not)")
     parser.add_argument("--workers", type=int, nargs="+", default=[],
                         help="also run shim with these numbers of worker processes (--workers 2)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the floor (bench.floor): the least any server keeping "
+                             "these rows durably must do, as a share of the ceiling")
     parser.add_argument("--quick", action="store_true",
                         help="3 rounds of 3 s, gzip only, a corpus of 1000 envelopes")
     parser.add_argument("--json", action="store_true", help="also print every run as JSON")

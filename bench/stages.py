@@ -39,6 +39,7 @@ from bench.corpus import Body, read_corpus
 from shim import projection
 from shim.backup import BackupLog
 from shim.body import read_body
+from shim.cli import _tune_gc
 from shim.envelope import Envelope, parse_envelope
 from shim.ingest import Limits, ingest_envelope
 from shim.journal import Journal
@@ -105,6 +106,7 @@ def _read_items(envelope: Envelope) -> None:
 
 
 def run(bodies: list[Body], encoding: str, batch: int, data_dir: Path) -> dict[str, float]:
+    _tune_gc()  # as the server runs
     loop = asyncio.new_event_loop()
     limits = Limits(bug_level="critical", max_event_bytes=1024 * 1024, scrubber=Scrubber())
     storm = StormGuard(1000)
