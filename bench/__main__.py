@@ -39,7 +39,7 @@ from bench.load import LOOPBACK, Result, request_head, run_load
 
 @dataclass(frozen=True)
 class Target:
-    name: str  # ceiling-identity, ceiling, floor-sqlite, shim-sqlite, shim-postgres
+    name: str  # ceiling-identity, ceiling, floor-sqlite(-split), shim-sqlite, shim-postgres
     encoding: str
     workers: int = 1  # shim serve --workers
 
@@ -201,7 +201,7 @@ class Bench:
         bodies = self.load(target.encoding)
         log = self.work / f"{self.runs:03d}-{target.name}-{target.encoding}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if target.name == "floor-sqlite":
+        if target.name.startswith("floor"):
             run = self._run_floor(target, port, bodies, env, log)
         elif target.name.startswith("ceiling"):
             argv = [sys.executable, "-m", "bench.ceiling", "--port", str(port)]
@@ -226,6 +226,8 @@ class Bench:
         database_url = f"sqlite:///{data_dir / 'floor.db'}"
         argv = [sys.executable, "-m", "bench.floor", "--port", str(port), "--corpus",
                 str(self.corpus), "--data", str(data_dir)]
+        if target.name == "floor-sqlite-split":
+            argv.append("--split")
         with server(argv, env, log) as process:
             wait_listening(port, process, timeout=300)  # it builds shim's rows for the corpus first
             before = count_rows(database_url)
@@ -274,7 +276,8 @@ def targets(args: argparse.Namespace) -> list[Target]:
     chosen = [Target("ceiling-identity", "identity")]
     chosen += [Target("ceiling", encoding) for encoding in args.encodings]
     if args.floor:
-        chosen += [Target("floor-sqlite", encoding) for encoding in args.encodings]
+        chosen += [Target(name, encoding) for name in ("floor-sqlite", "floor-sqlite-split")
+                   for encoding in args.encodings]
     stores = ["shim-sqlite", "shim-postgres"] if args.database_url else ["shim-sqlite"]
     for workers in sorted({1, *args.workers}):
         chosen += [Target(store, encoding, workers) for store in stores

@@ -16,11 +16,14 @@ contract must do per request, whatever its code, and nothing it could skip:
   ``executemany`` per commit: no duplicate check, no bug, no item counts, nothing computed;
 - answer each request once its commit is done.
 
+With ``--split`` the append and the insert run in a child process (as shim's journal process does
+for SQLite), so the server's two processes can use two cores: ``floor-sqlite-split``.
+
 Normalising, scrubbing, grouping, the duplicate check and the bugs are all left out. So the
 floor's rate, as a share of the ceiling's in the same run, bounds what any server doing the job
 in one process on this stack can reach: ``python -m bench --floor`` prints it as ``floor-sqlite``.
 
-    python -m bench.floor --port 8100 --corpus DIR --data DIR
+    python -m bench.floor --port 8100 --corpus DIR --data DIR [--split]
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import multiprocessing
 import os
 import threading
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import orjson
@@ -72,12 +77,59 @@ def finished_rows(corpus: Path) -> dict[bytes, list[Values]]:
     return rows
 
 
-class GroupCommit:
-    """One thread appends and inserts for every request waiting when it wakes, then answers them."""
+class Keeper:
+    """The durable step of a commit: the bodies appended and fsynced, then the rows inserted."""
 
     def __init__(self, data_dir: Path) -> None:
         self.store = SQLiteStore(str(data_dir / "floor.db"))
         self.log = os.open(data_dir / "floor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def keep(self, bodies: bytes, rows: list[Values]) -> None:
+        os.write(self.log, bodies)
+        os.fsync(self.log)
+        db = self.store.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                chunk = rows[start:start + _ROWS_PER_STATEMENT]
+                db.execute(_insert(len(chunk)), [v for values in chunk for v in values])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def _child(data_dir: Path, conn: Connection, server_end: Connection) -> None:
+    """``--split``: the keeper in a process of its own, a commit per message, until the server's
+    end of the pipe closes (it has ended)."""
+    server_end.close()  # else the pipe never reads as closed here
+    keeper = Keeper(data_dir)
+    while True:
+        try:
+            bodies, rows = conn.recv()
+        except EOFError:
+            return
+        try:
+            keeper.keep(bodies, rows)
+            conn.send(None)
+        except Exception as exc:
+            conn.send(repr(exc))
+
+
+class GroupCommit:
+    """One thread takes every request waiting when it wakes, has them kept (here, or with
+    ``split`` in a child process, as shim's journal process does), then answers them."""
+
+    def __init__(self, data_dir: Path, split: bool) -> None:
+        self.keeper: Keeper | None = None
+        self.conn: Connection | None = None
+        if split:
+            fork = multiprocessing.get_context("fork")
+            self.conn, theirs = fork.Pipe()
+            fork.Process(target=_child, args=(data_dir, theirs, self.conn), daemon=True).start()
+            theirs.close()
+        else:
+            self.keeper = Keeper(data_dir)
         self.waiting: list[tuple[bytes, list[Values], asyncio.Future[None]]] = []
         self.wake = threading.Condition()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -91,27 +143,26 @@ class GroupCommit:
             self.wake.notify()
         await done
 
+    def _keep(self, bodies: bytes, rows: list[Values]) -> str | None:
+        if self.conn is not None:
+            self.conn.send((bodies, rows))
+            failure: str | None = self.conn.recv()
+            return failure
+        assert self.keeper is not None
+        try:
+            self.keeper.keep(bodies, rows)
+        except Exception as exc:  # e.g. an envelope sent twice: its requests get a 500
+            return repr(exc)
+        return None
+
     def _run(self) -> None:
-        db = self.store.db
         while True:
             with self.wake:
                 while not self.waiting:
                     self.wake.wait()
                 taken, self.waiting = self.waiting, []
-            failure: BaseException | None = None
-            try:
-                os.write(self.log, b"".join(body for body, _, _ in taken))
-                os.fsync(self.log)
-                rows = [values for _, rows, _ in taken for values in rows]
-                db.execute("BEGIN IMMEDIATE")
-                for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-                    chunk = rows[start:start + _ROWS_PER_STATEMENT]
-                    db.execute(_insert(len(chunk)), [v for values in chunk for v in values])
-                db.execute("COMMIT")
-            except Exception as exc:  # e.g. an envelope sent twice: its requests get a 500
-                failure = exc
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+            failure = self._keep(b"".join(body for body, _, _ in taken),
+                                 [values for _, rows, _ in taken for values in rows])
             assert self.loop is not None
             self.loop.call_soon_threadsafe(_answer, [done for _, _, done in taken], failure)
 
@@ -130,12 +181,12 @@ def _insert(rows: int) -> str:
     return f"{head} VALUES {', '.join([marks.strip()] * rows)}"
 
 
-def _answer(futures: list[asyncio.Future[None]], failure: BaseException | None) -> None:
+def _answer(futures: list[asyncio.Future[None]], failure: str | None) -> None:
     for done in futures:
         if failure is None:
             done.set_result(None)
         else:
-            done.set_exception(failure)
+            done.set_exception(RuntimeError(failure))
 
 
 def _read_items(data: bytes) -> None:
@@ -146,8 +197,8 @@ def _read_items(data: bytes) -> None:
             orjson.loads(item.payload)
 
 
-def create_app(rows: dict[bytes, list[Values]], data_dir: Path) -> Starlette:
-    commits = GroupCommit(data_dir)
+def create_app(rows: dict[bytes, list[Values]], data_dir: Path, split: bool) -> Starlette:
+    commits = GroupCommit(data_dir, split)
 
     async def envelope(request: Request) -> Response:
         received = await request.body()
@@ -168,9 +219,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="directory for the log and store")
+    parser.add_argument("--split", action="store_true",
+                        help="append and insert in a process of its own (as shim does)")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
-    app = create_app(finished_rows(args.corpus), args.data)
+    rows = finished_rows(args.corpus)
+    app = create_app(rows, args.data, args.split)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
                 server_header=False)
 
