@@ -39,7 +39,7 @@ from bench.load import LOOPBACK, Result, request_head, run_load
 
 @dataclass(frozen=True)
 class Target:
-    name: str  # ceiling-identity, ceiling, floor-sqlite(-split), shim-sqlite, shim-postgres
+    name: str  # ceiling-identity, ceiling, floor-sqlite(-split), floor-postgres, shim-sqlite, ...
     encoding: str
     workers: int = 1  # shim serve --workers
 
@@ -228,6 +228,9 @@ class Bench:
                 str(self.corpus), "--data", str(data_dir)]
         if target.name == "floor-sqlite-split":
             argv.append("--split")
+        if target.name == "floor-postgres":
+            database_url = self.args.database_url
+            argv += ["--database-url", database_url]
         with server(argv, env, log) as process:
             wait_listening(port, process, timeout=300)  # it builds shim's rows for the corpus first
             before = count_rows(database_url)
@@ -276,8 +279,9 @@ def targets(args: argparse.Namespace) -> list[Target]:
     chosen = [Target("ceiling-identity", "identity")]
     chosen += [Target("ceiling", encoding) for encoding in args.encodings]
     if args.floor:
-        chosen += [Target(name, encoding) for name in ("floor-sqlite", "floor-sqlite-split")
-                   for encoding in args.encodings]
+        floors = ["floor-sqlite", "floor-sqlite-split"]
+        floors += ["floor-postgres"] if args.database_url else []
+        chosen += [Target(name, encoding) for name in floors for encoding in args.encodings]
     stores = ["shim-sqlite", "shim-postgres"] if args.database_url else ["shim-sqlite"]
     for workers in sorted({1, *args.workers}):
         chosen += [Target(store, encoding, workers) for store in stores

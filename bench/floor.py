@@ -17,13 +17,15 @@ contract must do per request, whatever its code, and nothing it could skip:
 - answer each request once its commit is done.
 
 With ``--split`` the append and the insert run in a child process (as shim's journal process does
-for SQLite), so the server's two processes can use two cores: ``floor-sqlite-split``.
+for SQLite), so the server's two processes can use two cores: ``floor-sqlite-split``. With
+``--database-url postgresql://...`` the rows go to shim's Postgres schema with ``COPY`` instead:
+``floor-postgres``.
 
 Normalising, scrubbing, grouping, the duplicate check and the bugs are all left out. So the
 floor's rate, as a share of the ceiling's in the same run, bounds what any server doing the job
 in one process on this stack can reach: ``python -m bench --floor`` prints it as ``floor-sqlite``.
 
-    python -m bench.floor --port 8100 --corpus DIR --data DIR [--split]
+    python -m bench.floor --port 8100 --corpus DIR --data DIR [--split | --database-url URL]
 """
 
 from __future__ import annotations
@@ -99,6 +101,35 @@ class Keeper:
             raise
 
 
+_COLUMNS = ("id", "event_id", "project_id", "log_level", "component", "message", "context",
+            "error_type", "error_message", "stack_trace", "request_id", "workspace_id",
+            "fingerprint", "related_bug_id", "item_type", "created_at", "received_at")
+
+
+class PostgresKeeper:
+    """The same durable step into shim's Postgres schema: the bodies appended and fsynced, then
+    the rows sent with ``COPY`` (Postgres's cheapest way in) in one transaction."""
+
+    def __init__(self, data_dir: Path, database_url: str) -> None:
+        import psycopg
+
+        from bench.__main__ import empty_postgres
+        from shim.store.postgres import PostgresStore
+
+        PostgresStore(database_url).close()  # the schema, migrated
+        empty_postgres(database_url)
+        self.conn = psycopg.connect(database_url)
+        self.log = os.open(data_dir / "floor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.copy = f"COPY error_logs ({', '.join(_COLUMNS)}) FROM STDIN"
+
+    def keep(self, bodies: bytes, rows: list[Values]) -> None:
+        os.write(self.log, bodies)
+        os.fsync(self.log)
+        with self.conn.transaction(), self.conn.cursor() as cursor, cursor.copy(self.copy) as copy:
+            for values in rows:
+                copy.write_row(values)
+
+
 def _child(data_dir: Path, conn: Connection, server_end: Connection) -> None:
     """``--split``: the keeper in a process of its own, a commit per message, until the server's
     end of the pipe closes (it has ended)."""
@@ -120,10 +151,12 @@ class GroupCommit:
     """One thread takes every request waiting when it wakes, has them kept (here, or with
     ``split`` in a child process, as shim's journal process does), then answers them."""
 
-    def __init__(self, data_dir: Path, split: bool) -> None:
-        self.keeper: Keeper | None = None
+    def __init__(self, data_dir: Path, split: bool, database_url: str | None = None) -> None:
+        self.keeper: Keeper | PostgresKeeper | None = None
         self.conn: Connection | None = None
-        if split:
+        if database_url:
+            self.keeper = PostgresKeeper(data_dir, database_url)
+        elif split:
             fork = multiprocessing.get_context("fork")
             self.conn, theirs = fork.Pipe()
             fork.Process(target=_child, args=(data_dir, theirs, self.conn), daemon=True).start()
@@ -197,8 +230,9 @@ def _read_items(data: bytes) -> None:
             orjson.loads(item.payload)
 
 
-def create_app(rows: dict[bytes, list[Values]], data_dir: Path, split: bool) -> Starlette:
-    commits = GroupCommit(data_dir, split)
+def create_app(rows: dict[bytes, list[Values]], data_dir: Path, split: bool = False,
+               database_url: str | None = None) -> Starlette:
+    commits = GroupCommit(data_dir, split, database_url)
 
     async def envelope(request: Request) -> Response:
         received = await request.body()
@@ -221,10 +255,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="directory for the log and store")
     parser.add_argument("--split", action="store_true",
                         help="append and insert in a process of its own (as shim does)")
+    parser.add_argument("--database-url", help="a postgresql:// store instead (emptied first)")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     rows = finished_rows(args.corpus)
-    app = create_app(rows, args.data, args.split)
+    app = create_app(rows, args.data, args.split, args.database_url)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
                 server_header=False)
 
