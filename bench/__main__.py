@@ -228,6 +228,8 @@ class Bench:
                 str(self.corpus), "--data", str(data_dir)]
         if target.name == "floor-sqlite-split":
             argv.append("--split")
+        if target.name == "floor-sqlite-inline":
+            argv.append("--inline")
         if target.name == "floor-postgres":
             database_url = self.args.database_url
             argv += ["--database-url", database_url]
@@ -279,7 +281,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
     chosen = [Target("ceiling-identity", "identity")]
     chosen += [Target("ceiling", encoding) for encoding in args.encodings]
     if args.floor:
-        floors = ["floor-sqlite", "floor-sqlite-split"]
+        floors = ["floor-sqlite", "floor-sqlite-split", "floor-sqlite-inline"]
         floors += ["floor-postgres"] if args.database_url else []
         chosen += [Target(name, encoding) for name in floors for encoding in args.encodings]
     stores = ["shim-sqlite", "shim-postgres"] if args.database_url else ["shim-sqlite"]

@@ -214,6 +214,34 @@ def _insert(rows: int) -> str:
     return f"{head} VALUES {', '.join([marks.strip()] * rows)}"
 
 
+class InlineCommit:
+    """``--inline``: the commits on the event loop's own thread, no hand-off. The first request of
+    a wave schedules a commit after every request that is ready has run (``call_soon``), so the
+    requests of a wave are kept together; the loop reads nothing while it commits."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.keeper = Keeper(data_dir)
+        self.waiting: list[tuple[bytes, list[Values], asyncio.Future[None]]] = []
+
+    async def keep(self, body: bytes, rows: list[Values]) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self.waiting:
+            loop.call_soon(self._commit)
+        self.waiting.append((body, rows, done))
+        await done
+
+    def _commit(self) -> None:
+        taken, self.waiting = self.waiting, []
+        failure: str | None = None
+        try:
+            self.keeper.keep(b"".join(body for body, _, _ in taken),
+                             [values for _, rows, _ in taken for values in rows])
+        except Exception as exc:
+            failure = repr(exc)
+        _answer([done for _, _, done in taken], failure)
+
+
 def _answer(futures: list[asyncio.Future[None]], failure: str | None) -> None:
     for done in futures:
         if failure is None:
@@ -231,8 +259,8 @@ def _read_items(data: bytes) -> None:
 
 
 def create_app(rows: dict[bytes, list[Values]], data_dir: Path, split: bool = False,
-               database_url: str | None = None) -> Starlette:
-    commits = GroupCommit(data_dir, split, database_url)
+               database_url: str | None = None, inline: bool = False) -> Starlette:
+    commits = InlineCommit(data_dir) if inline else GroupCommit(data_dir, split, database_url)
 
     async def envelope(request: Request) -> Response:
         received = await request.body()
@@ -256,10 +284,12 @@ def main() -> None:
     parser.add_argument("--split", action="store_true",
                         help="append and insert in a process of its own (as shim does)")
     parser.add_argument("--database-url", help="a postgresql:// store instead (emptied first)")
+    parser.add_argument("--inline", action="store_true",
+                        help="commit on the event loop's thread (SQLite)")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     rows = finished_rows(args.corpus)
-    app = create_app(rows, args.data, args.split, args.database_url)
+    app = create_app(rows, args.data, args.split, args.database_url, args.inline)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
                 server_header=False)
 
