@@ -8,13 +8,12 @@ load. The ``ceiling`` line is what the bare ceiling app does per request (decode
 envelope header), so every stage reads as a multiple of it. Times are CPU time of this process,
 so other load on the machine disturbs them less than it would wall-clock times.
 
-The ``floor`` lines are the least any server keeping these rows durably could do on top of the
-ceiling, whatever its code: read every item's JSON once (``_read_items``: the cheapest reading
-known), append the bodies as they arrived to a file and fsync it (the smallest log the rows could
-be rebuilt from), and insert the finished rows (shim's own) into the same SQLite schema with one
-bare ``executemany`` per commit (no duplicate check, no bug, no counts, nothing computed). Their sum
-over the ceiling bounds the rate any implementation of the table contract could reach on this
-stack and one core: no normalising, scrubbing or grouping is counted.
+The ``floor`` lines are the parts of ``bench.floor``, what any server keeping these rows durably
+must do on top of the ceiling whatever its code: read every item's JSON once
+(``bench.floor.read_items``, the cheapest reading known), append the bodies as they arrived to a
+file and fsync it (the smallest log the rows could be rebuilt from), and insert shim's finished
+rows into the same SQLite schema with bare multi-row INSERTs (no duplicate check, no bug, no
+counts, nothing computed). Under HTTP load each part costs more than here (bench/README.md).
 
     python -m bench.stages --corpus /tmp/shim-bench-corpus-5000-1 [--encoding gzip] [--batch 32]
 """
@@ -25,7 +24,6 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -36,16 +34,16 @@ from typing import Any
 import orjson
 
 from bench.corpus import Body, read_corpus
-from shim import projection
+from bench.floor import Keeper, bare_values, read_items
 from shim.backup import BackupLog
 from shim.body import read_body
 from shim.cli import _tune_gc
 from shim.envelope import Envelope, parse_envelope
 from shim.ingest import Limits, ingest_envelope
 from shim.journal import Journal
-from shim.records import Batch, ErrorLog
+from shim.records import Batch
 from shim.scrub import Scrubber
-from shim.store.sqlite import _INSERT_LOG, SQLiteStore
+from shim.store.sqlite import SQLiteStore
 from shim.storm import StormGuard
 
 CAP = 64 * 1024 * 1024
@@ -62,56 +60,13 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.process_time() - began
 
 
-def _bare_values(row: ErrorLog, received_at: str) -> tuple[object, ...]:
-    return (row.id, row.event_id, row.project_id, row.log_level, row.component, row.message,
-            row.context_json.decode(), row.error_type, row.error_message, row.stack_trace,
-            row.request_id, row.workspace_id, row.fingerprint, None, row.item_type,
-            row.created_at, received_at)
-
-
-class Floor:
-    """The floor's durable part: each request's body as it arrived appended to a file and fsynced
-    (the least a log could hold to rebuild the rows from), then the finished rows inserted into
-    the same schema with one bare statement per commit."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.store = SQLiteStore(str(data_dir / "floor.db"))
-        self.log = os.open(data_dir / "floor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-
-    def append(self, bodies: list[bytes]) -> None:
-        os.write(self.log, b"".join(bodies))
-        os.fsync(self.log)
-
-    def insert(self, batches: list[Batch]) -> None:
-        db = self.store.db
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(_INSERT_LOG, [_bare_values(row, b.received_at)
-                                     for b in batches for row in b.error_logs])
-        db.execute("COMMIT")
-
-    def close(self) -> None:
-        os.close(self.log)
-        self.store.close()
-
-
-def _read_items(envelope: Envelope) -> None:
-    """Each item's JSON read once, as cheaply as known: an event's by msgspec into only the keys a
-    row is built from (``shim.projection``'s decoder, skipping frame variables and the rest),
-    any other item's by orjson."""
-    for item in envelope.items:
-        if item.type == "event":
-            projection._DECODER.decode(item.payload)
-        else:
-            orjson.loads(item.payload)
-
-
 def run(bodies: list[Body], encoding: str, batch: int, data_dir: Path) -> dict[str, float]:
     _tune_gc()  # as the server runs
     loop = asyncio.new_event_loop()
     limits = Limits(bug_level="critical", max_event_bytes=1024 * 1024, scrubber=Scrubber())
     storm = StormGuard(1000)
     journal = Journal(BackupLog(data_dir / "bugs" / "logs"), SQLiteStore(str(data_dir / "s.db")))
-    floor = Floor(data_dir)
+    floor = Keeper(data_dir)
     spent = dict.fromkeys(("ceiling", "decode", "parse", "ingest", "commit", "floor_items",
                            "floor_append", "floor_insert"), 0.0)
     waiting: list[Batch] = []
@@ -127,7 +82,7 @@ def run(bodies: list[Body], encoding: str, batch: int, data_dir: Path) -> dict[s
         envelope: Envelope
         envelope, seconds = _timed(functools.partial(parse_envelope, data))
         spent["parse"] += seconds
-        _, seconds = _timed(functools.partial(_read_items, envelope))
+        _, seconds = _timed(functools.partial(read_items, envelope))
         spent["floor_items"] += seconds
         ingested, seconds = _timed(
             functools.partial(ingest_envelope, envelope, "1", datetime.now(UTC), limits))
@@ -152,13 +107,14 @@ def run(bodies: list[Body], encoding: str, batch: int, data_dir: Path) -> dict[s
     return per_request
 
 
-def _commit(journal: Journal, floor: Floor, waiting: list[Batch], received: list[bytes],
+def _commit(journal: Journal, floor: Keeper, waiting: list[Batch], received: list[bytes],
             spent: dict[str, float]) -> None:
     _, seconds = _timed(functools.partial(journal.commit, waiting))
     spent["commit"] += seconds
-    _, seconds = _timed(functools.partial(floor.append, received))
+    _, seconds = _timed(functools.partial(floor.append, b"".join(received)))
     spent["floor_append"] += seconds
-    _, seconds = _timed(functools.partial(floor.insert, waiting))
+    rows = [bare_values(row, batch.received_at) for batch in waiting for row in batch.error_logs]
+    _, seconds = _timed(functools.partial(floor.insert, rows))
     spent["floor_insert"] += seconds
 
 
