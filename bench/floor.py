@@ -97,9 +97,18 @@ def read_items(envelope: Envelope) -> None:
 
 
 class Keeper:
-    """The durable step of a commit: the bodies appended and fsynced, then the rows inserted."""
+    """The durable step of a commit: the bodies appended and fsynced, then the rows inserted.
 
-    def __init__(self, data_dir: Path) -> None:
+    Rows go in with ``executemany``, the least CPU (~15% less than multi-row statements, measured
+    with ``bench.stages``), except beside an event loop in the same process (``multi_row``): the
+    sqlite3 module gives up the GIL around each step of a statement, and ``executemany`` takes it
+    back for every row, each time waiting for the loop's thread to let go of it. There, with
+    ``executemany`` the floor answered 1,206 requests/s (0.261 of the ceiling), with multi-row
+    statements 1,297 (0.290): one run of 3 rounds each, so within this machine's noise; kept
+    because it can only take a wait away."""
+
+    def __init__(self, data_dir: Path, multi_row: bool = False) -> None:
+        self.multi_row = multi_row
         self.store = SQLiteStore(str(data_dir / "floor.db"))
         self.log = os.open(data_dir / "floor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
@@ -115,9 +124,12 @@ class Keeper:
         db = self.store.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-                chunk = rows[start:start + _ROWS_PER_STATEMENT]
-                db.execute(_insert(len(chunk)), [v for values in chunk for v in values])
+            if self.multi_row:
+                for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                    chunk = rows[start:start + _ROWS_PER_STATEMENT]
+                    db.execute(_insert(len(chunk)), [v for values in chunk for v in values])
+            else:
+                db.executemany(_INSERT_LOG, rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -189,7 +201,7 @@ class GroupCommit:
             fork.Process(target=_child, args=(data_dir, theirs, self.conn), daemon=True).start()
             theirs.close()
         else:
-            self.keeper = Keeper(data_dir)
+            self.keeper = Keeper(data_dir, multi_row=True)  # beside the event loop's thread
         self.waiting: list[tuple[bytes, list[Values], asyncio.Future[None]]] = []
         self.wake = threading.Condition()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -227,11 +239,6 @@ class GroupCommit:
             self.loop.call_soon_threadsafe(_answer, [done for _, _, done in taken], failure)
 
 
-# One statement inserts many rows: the sqlite3 module gives up the GIL around each step of a
-# statement, and ``executemany`` takes it back for every row, each time waiting for the event
-# loop's thread to let go of it. With ``executemany`` the floor answered 1,206 requests/s (0.261 of
-# the ceiling), with this 1,297 (0.290): one run of 3 rounds each, so within this machine's noise;
-# kept because it can only take a wait away.
 _ROWS_PER_STATEMENT = 64
 
 

@@ -12,7 +12,7 @@ The ``floor`` lines are the parts of ``bench.floor``, what any server keeping th
 must do on top of the ceiling whatever its code: read every item's JSON once
 (``bench.floor.read_items``, the cheapest reading known), append the bodies as they arrived to a
 file and fsync it (the smallest log the rows could be rebuilt from), and insert shim's finished
-rows into the same SQLite schema with bare multi-row INSERTs (no duplicate check, no bug, no
+rows into the same SQLite schema with bare inserts (no duplicate check, no bug, no
 counts, nothing computed). Under HTTP load each part costs more than here (bench/README.md).
 
     python -m bench.stages --corpus /tmp/shim-bench-corpus-5000-1 [--encoding gzip] [--batch 32]
