@@ -99,7 +99,7 @@ def read_items(envelope: Envelope) -> None:
 class Keeper:
     """The durable step of a commit: the bodies appended and fsynced, then the rows inserted.
 
-    Rows go in with ``executemany``, the least CPU (~15% less than multi-row statements, measured
+    Rows go in with ``executemany``, the least CPU (a sixth less than multi-row statements, measured
     with ``bench.stages``), except beside an event loop in the same process (``multi_row``): the
     sqlite3 module gives up the GIL around each step of a statement, and ``executemany`` takes it
     back for every row, each time waiting for the loop's thread to let go of it. There, with
