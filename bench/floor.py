@@ -11,21 +11,24 @@ contract must do per request, whatever its code, and nothing it could skip:
 - append the body as it arrived to a file and fsync it, for all the requests waiting at that
   moment together (the smallest log the rows could be rebuilt from, in group commits, as shim's
   writer forms them);
-- insert the request's finished rows (shim's own rows for that envelope, built before the server
-  starts, so building them costs nothing here) into the same SQLite schema, with one bare
-  ``executemany`` per commit: no duplicate check, no bug, no item counts, nothing computed;
+- insert the request's finished rows (shim's own rows for that envelope, slim past the storm
+  threshold as shim stores them, built before the server starts, so building them costs nothing
+  here) into the same SQLite schema, with bare inserts
+  (``Keeper``): no duplicate check, no bug, no item counts, nothing computed;
 - answer each request once its commit is done.
 
-With ``--split`` the append and the insert run in a child process (as shim's journal process does
-for SQLite), so the server's two processes can use two cores: ``floor-sqlite-split``. With
-``--database-url postgresql://...`` the rows go to shim's Postgres schema with ``COPY`` instead:
-``floor-postgres``.
+The commits run on a thread of their own (``floor-sqlite``). With ``--split`` the append and the
+insert run in a child process instead (as shim's journal process does for SQLite), so the
+server's two processes can use two cores: ``floor-sqlite-split``; with ``--inline`` on the event
+loop's own thread, with no hand-off: ``floor-sqlite-inline``. With ``--database-url
+postgresql://...`` the rows go to shim's Postgres schema with ``COPY``: ``floor-postgres``.
 
 Normalising, scrubbing, grouping, the duplicate check and the bugs are all left out. So the
 floor's rate, as a share of the ceiling's in the same run, bounds what any server doing the job
-in one process on this stack can reach: ``python -m bench --floor`` prints it as ``floor-sqlite``.
+on this stack can reach: ``python -m bench --floor`` prints it beside shim's (bench/README.md,
+"Eighth pass").
 
-    python -m bench.floor --port 8100 --corpus DIR --data DIR [--split | --database-url URL]
+    python -m bench.floor --port 8100 --corpus DIR --data DIR [--split | --inline | --database-url URL]
 """
 
 from __future__ import annotations
@@ -55,23 +58,27 @@ from shim.normalize import isoformat_utc
 from shim.projection import _DECODER
 from shim.records import ErrorLog
 from shim.scrub import Scrubber
+from shim.settings import Settings
 from shim.store.sqlite import _INSERT_LOG, SQLiteStore
+from shim.storm import StormGuard
 
 Values = tuple[object, ...]
 
 
 def finished_rows(corpus: Path) -> dict[bytes, list[Values]]:
     """Shim's rows for every envelope of the corpus, by the envelope's header line (unique: it
-    holds the time the SDK sent it)."""
+    holds the time the SDK sent it): the rows a fresh server stores when sent the corpus in order,
+    slim past the storm threshold as shim's are."""
     _, bodies = read_corpus(corpus, "identity")
     limits = Limits(bug_level="critical", max_event_bytes=1 << 20, scrubber=Scrubber())
+    storm = StormGuard(int(Settings.from_env({}).storm_threshold))
     now = datetime.now(UTC)
     received_at = isoformat_utc(now)
     rows: dict[bytes, list[Values]] = {}
     for body in bodies:
         batch = ingest_envelope(parse_envelope(body.data), "1", now, limits).batch
         rows[body.data.partition(b"\n")[0]] = [bare_values(r, received_at)
-                                               for r in batch.error_logs]
+                                               for r in storm.admit(batch.error_logs)]
     if len(rows) != len(bodies):
         raise SystemExit("the corpus's envelope headers are not unique")
     return rows
