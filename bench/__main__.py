@@ -233,19 +233,9 @@ class Bench:
         if target.name == "floor-postgres":
             database_url = self.args.database_url
             argv += ["--database-url", database_url]
-        with server(argv, env, log) as process:
-            wait_listening(port, process, timeout=300)  # it builds shim's rows for the corpus first
-            before = count_rows(database_url)
-            cpu = cpu_seconds(process.pid)
-            result = self._drive(port, bodies, target.encoding, wrap=False)
-            stored, seconds = wait_rows(database_url, before, result.events, result.started)
-            run = Run(result, stored=stored, stored_seconds=seconds,
-                      rss_peak_mb=rss_peak_mb(process.pid),
-                      cpu_seconds=cpu_seconds(process.pid) - cpu)
-        if stored < result.events:
-            run.problems.append(f"{target.label}: {result.events} rows acknowledged, "
-                                f"{stored} stored")
-        return run
+        # It builds shim's rows for the whole corpus before it listens.
+        return self._run_storing(target, argv, port, bodies, env, log, database_url,
+                                 listen_timeout=300)
 
     def _run_shim(self, target: Target, port: int, bodies: list[Body], env: dict[str, str],
                   log: Path) -> Run:
@@ -260,8 +250,15 @@ class Bench:
                 "SHIM_LOG_LEVEL": "warning"}
         argv = [sys.executable, "-m", "shim", "serve", "--port", str(port),
                 "--workers", str(target.workers)]
+        return self._run_storing(target, argv, port, bodies, env, log, database_url)
+
+    def _run_storing(self, target: Target, argv: list[str], port: int, bodies: list[Body],
+                     env: dict[str, str], log: Path, database_url: str,
+                     listen_timeout: float = 20.0) -> Run:
+        """A server that stores what it acknowledges (shim, the floor), driven once; its rows in
+        ``database_url`` counted until every acknowledged one is visible."""
         with server(argv, env, log) as process:
-            wait_listening(port, process)
+            wait_listening(port, process, timeout=listen_timeout)
             before = count_rows(database_url)
             cpu = cpu_seconds(process.pid)
             result = self._drive(port, bodies, target.encoding, wrap=False)

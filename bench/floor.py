@@ -103,8 +103,30 @@ def read_items(envelope: Envelope) -> None:
             orjson.loads(item.payload)
 
 
-class Keeper:
-    """The durable step of a commit: the bodies appended and fsynced, then the rows inserted.
+class BodyLog:
+    """The durable step of a commit: the bodies appended to a file and fsynced (here), then the
+    rows inserted (``insert``, each store's own)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.log = os.open(data_dir / "floor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def keep(self, bodies: bytes, rows: list[Values]) -> None:
+        self.append(bodies)
+        self.insert(rows)
+
+    def append(self, bodies: bytes) -> None:
+        os.write(self.log, bodies)
+        os.fsync(self.log)
+
+    def insert(self, rows: list[Values]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        os.close(self.log)
+
+
+class Keeper(BodyLog):
+    """The rows into the same SQLite schema as shim's.
 
     Rows go in with ``executemany``, the least CPU (a sixth less than multi-row statements, measured
     with ``bench.stages``), except beside an event loop in the same process (``multi_row``): the
@@ -115,17 +137,9 @@ class Keeper:
     because it can only take a wait away."""
 
     def __init__(self, data_dir: Path, multi_row: bool = False) -> None:
+        super().__init__(data_dir)
         self.multi_row = multi_row
         self.store = SQLiteStore(str(data_dir / "floor.db"))
-        self.log = os.open(data_dir / "floor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-
-    def keep(self, bodies: bytes, rows: list[Values]) -> None:
-        self.append(bodies)
-        self.insert(rows)
-
-    def append(self, bodies: bytes) -> None:
-        os.write(self.log, bodies)
-        os.fsync(self.log)
 
     def insert(self, rows: list[Values]) -> None:
         db = self.store.db
@@ -143,7 +157,7 @@ class Keeper:
             raise
 
     def close(self) -> None:
-        os.close(self.log)
+        super().close()
         self.store.close()
 
 
@@ -152,9 +166,9 @@ _COLUMNS = ("id", "event_id", "project_id", "log_level", "component", "message",
             "fingerprint", "related_bug_id", "item_type", "created_at", "received_at")
 
 
-class PostgresKeeper:
-    """The same durable step into shim's Postgres schema: the bodies appended and fsynced, then
-    the rows sent with ``COPY`` (Postgres's cheapest way in) in one transaction."""
+class PostgresKeeper(BodyLog):
+    """The rows into shim's Postgres schema, sent with ``COPY`` (Postgres's cheapest way in) in
+    one transaction."""
 
     def __init__(self, data_dir: Path, database_url: str) -> None:
         import psycopg
@@ -162,18 +176,20 @@ class PostgresKeeper:
         from bench.__main__ import empty_postgres
         from shim.store.postgres import PostgresStore
 
+        super().__init__(data_dir)
         PostgresStore(database_url).close()  # the schema, migrated
         empty_postgres(database_url)
         self.conn = psycopg.connect(database_url)
-        self.log = os.open(data_dir / "floor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.copy = f"COPY error_logs ({', '.join(_COLUMNS)}) FROM STDIN"
 
-    def keep(self, bodies: bytes, rows: list[Values]) -> None:
-        os.write(self.log, bodies)
-        os.fsync(self.log)
+    def insert(self, rows: list[Values]) -> None:
         with self.conn.transaction(), self.conn.cursor() as cursor, cursor.copy(self.copy) as copy:
             for values in rows:
                 copy.write_row(values)
+
+    def close(self) -> None:
+        super().close()
+        self.conn.close()
 
 
 def _child(data_dir: Path, conn: Connection, server_end: Connection) -> None:
