@@ -35,6 +35,29 @@ PROJECT_ID = "1"
 SCRIPTS = Path(__file__).parent / "scripts"
 STARTUP_TIMEOUT = 15.0
 CHILD_TIMEOUT = 60.0
+ROOT = Path(__file__).parent.parent
+
+SDK_MAJORS = ("2", "3")
+"""The sentry-sdk majors a scanner may run; every scanner-side test runs on each."""
+
+
+def sdk_python(major: str) -> str:
+    """The Python of the environment holding sentry-sdk ``major``.x and sdk_config, installed on
+    their own as on a scanner machine (``scripts/envs`` builds ``.venvs/sdk2`` and ``.venvs/sdk3``
+    from ``requirements/sdk2.txt`` / ``sdk3.txt``; a missing or stale one is built here)."""
+    python = ROOT / ".venvs" / f"sdk{major}" / "bin" / "python"
+    stamp = python.parent.parent / ".stamp"
+    if not python.exists() or not stamp.exists():
+        subprocess.run([str(ROOT / "scripts" / "envs")], check=True, cwd=ROOT)
+    if not python.exists():  # never a skip: a missing SDK environment fails the run
+        raise RuntimeError(f"no sentry-sdk {major}.x environment at {python}: run scripts/envs")
+    return str(python)
+
+
+@pytest.fixture(params=SDK_MAJORS, ids=lambda major: f"sdk{major}")
+def sdk_major(request: pytest.FixtureRequest) -> str:
+    """Each sentry-sdk major in turn (a test using it runs once per major)."""
+    return str(request.param)
 
 
 def free_port() -> int:
