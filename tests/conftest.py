@@ -203,22 +203,24 @@ def _child_env(dsn: str, env: dict[str, str] | None) -> dict[str, str]:
 
 
 def run_script(code: str, dsn: str, env: dict[str, str] | None = None,
-               timeout: float = CHILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
+               timeout: float = CHILD_TIMEOUT, python: str = sys.executable,
+               cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``code`` with ``python -c`` and SENTRY_DSN set, as a user's script would run.
 
     The script calls ``sentry_sdk.init`` itself; the SDK flushes at exit and the server answers
     only after committing, so the rows are in the database once this returns. ``tests/scripts`` is
     on PYTHONPATH for the small ``probe`` helper.
     """
-    return subprocess.run([sys.executable, "-c", code], env=_child_env(dsn, env),
+    return subprocess.run([python, "-c", code], env=_child_env(dsn, env), cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def run_scripts(codes: Sequence[str], dsn: str, env: dict[str, str] | None = None,
-                timeout: float = CHILD_TIMEOUT) -> list[subprocess.CompletedProcess[str]]:
+                timeout: float = CHILD_TIMEOUT, python: str = sys.executable,
+                cwd: str | Path | None = None) -> list[subprocess.CompletedProcess[str]]:
     """Run several scripts at once (each ``python -c``); results in the order given."""
     children = [
-        (code, subprocess.Popen([sys.executable, "-c", code], env=_child_env(dsn, env),
+        (code, subprocess.Popen([python, "-c", code], env=_child_env(dsn, env), cwd=cwd,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for code in codes
     ]
@@ -229,7 +231,7 @@ def run_scripts(codes: Sequence[str], dsn: str, env: dict[str, str] | None = Non
         except subprocess.TimeoutExpired:
             child.kill()
             out, err = child.communicate()
-        results.append(subprocess.CompletedProcess([sys.executable, "-c", code],
+        results.append(subprocess.CompletedProcess([python, "-c", code],
                                                    child.returncode, out, err))
     return results
 
