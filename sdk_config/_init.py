@@ -1,31 +1,21 @@
 """``init``: the one ``sentry_sdk.init`` every scanner script shares.
 
-It owns the defaults (DSN, environment and release from the SDK's own ``SENTRY_*`` variables, the
-``component`` / ``workspace_id`` tags, logging levels, no PII, a bounded shutdown), the opt-in to
-Sentry Logs, and the two guarantees a script relies on: no DSN is a warning and not an error, and a
-server that is down or slow never changes what the script prints, how long it takes beyond the
-shutdown bound, or how it exits.
+It owns the ``component`` / ``workspace_id`` tags and the two guarantees a script relies on: no DSN
+(or options the installed SDK does not know) is a warning and not an error, and a server that is
+down or slow never changes what the script prints, how long it takes beyond the shutdown bound, or
+how it exits. The options themselves, for either sentry-sdk major, come from ``_options``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
-from collections.abc import Mapping
 from typing import Any
 
 import sentry_sdk
-from sentry_sdk.integrations import Integration
-from sentry_sdk.integrations.atexit import AtexitIntegration
-from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.utils import BadDsn
 
-SHUTDOWN_TIMEOUT = 2.0
-"""Seconds the SDK may spend at exit sending what is still queued; then the script exits anyway."""
-
-SEND_LOGS_VARIABLE = "SHIM_SEND_LOGS"
-_TRUTHY = frozenset({"1", "true", "yes", "on"})
+from sdk_config._options import sdk_options, unknown_options
 
 # urllib3 logs a warning per retry when the server refuses connections; a script that configures
 # logging would print them. Records logged on the SDK's own transport thread are dropped; the
@@ -61,6 +51,12 @@ def init(component: str, workspace_id: str | None = None, *, send_logs: bool | N
         _warn_once("SENTRY_DSN is not set: errors of %s are not reported (sdk_config)",
                    component or "this script")
         return False
+    if unknown := unknown_options(options):
+        # Options of the other major (or misspelt ones) would make sentry_sdk.init raise.
+        log.warning("sentry-sdk %s has no option %s: ignored (sdk_config)", sentry_sdk.VERSION,
+                    ", ".join(unknown))
+        for name in unknown:
+            del options[name]
     try:
         sentry_sdk.init(**options)
     except BadDsn as error:
@@ -87,42 +83,6 @@ def ensure_initialized() -> None:
         init("")
 
 
-def sdk_options(send_logs: bool | None, overrides: Mapping[str, Any],
-                environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """The keyword arguments for ``sentry_sdk.init``, or None when there is no DSN to send to."""
-    options = dict(overrides)
-    dsn = options.pop("dsn", environ.get("SENTRY_DSN"))
-    if not dsn:
-        return None
-    if send_logs is None:
-        send_logs = environ.get(SEND_LOGS_VARIABLE, "").strip().lower() in _TRUTHY
-    integrations = list(options.pop("integrations", None) or ())
-    return {
-        "dsn": dsn,
-        "environment": environ.get("SENTRY_ENVIRONMENT") or None,  # None: the SDK's default
-        "release": environ.get("SENTRY_RELEASE") or None,
-        "server_name": socket.gethostname() or None,
-        "send_default_pii": False,
-        "shutdown_timeout": SHUTDOWN_TIMEOUT,
-        "enable_logs": send_logs,
-        **options,
-        "integrations": _integrations(integrations),
-    }
-
-
-def _integrations(caller: list[Integration]) -> list[Integration]:
-    """Ours, then the caller's; the SDK keeps the last of each kind, so the caller's win."""
-    kinds = {integration.identifier for integration in caller}
-    ours: list[Integration] = []
-    # Built only when used: LoggingIntegration() sets class-wide state the caller's may have set.
-    if LoggingIntegration.identifier not in kinds:
-        ours.append(LoggingIntegration(level=logging.INFO, event_level=logging.ERROR,
-                                       sentry_logs_level=logging.INFO))
-    if AtexitIntegration.identifier not in kinds:
-        ours.append(AtexitIntegration(callback=_silent_shutdown))
-    return ours + caller
-
-
 def _warn_once(message: str, *args: object) -> None:
     """One warning per process, though a module-level ``BugTracker()`` may set the SDK up before
     the script's own ``init`` call does it again."""
@@ -130,11 +90,6 @@ def _warn_once(message: str, *args: object) -> None:
     if not _warned:
         _warned = True
         log.warning(message, *args)
-
-
-def _silent_shutdown(pending: int, timeout: float) -> None:
-    """At exit the SDK's default prints three lines to stderr whenever its queue takes more than a
-    tenth of a second to drain (a slow or dead server); the wait stays bounded, the output clean."""
 
 
 def _not_from_transport(record: logging.LogRecord) -> bool:

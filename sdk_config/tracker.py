@@ -11,15 +11,18 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import sentry_sdk
-from sentry_sdk.utils import event_from_exception
 
 from sdk_config._init import ensure_initialized
 
 if TYPE_CHECKING:
+    from typing import ParamSpec  # Python 3.10; only the annotations use it
+
     from sentry_sdk.types import Event, Hint
+
+    P = ParamSpec("P")
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
 SentryLevel = Literal["debug", "info", "warning", "error", "fatal"]
@@ -29,7 +32,6 @@ SENTRY_LEVELS: dict[str, SentryLevel] = {
     "critical": "fatal", "fatal": "fatal",
 }
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
@@ -68,7 +70,7 @@ def track_errors(component: str, workspace_id: str | None = None
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         details = {"function": func.__qualname__}
         if inspect.iscoroutinefunction(func):
-            coroutine_function = cast(Callable[P, Awaitable[Any]], func)
+            coroutine_function = cast("Callable[P, Awaitable[Any]]", func)
 
             @functools.wraps(func)
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -78,7 +80,7 @@ def track_errors(component: str, workspace_id: str | None = None
                     capture("fatal", "", component, error, details, workspace_id)
                     raise
 
-            return cast(Callable[P, R], run_async)
+            return cast("Callable[P, R]", run_async)
 
         @functools.wraps(func)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -97,27 +99,34 @@ def capture(level: SentryLevel, message: str, component: str, error: BaseExcepti
             details: Mapping[str, Any] | None, workspace_id: str | None) -> None:
     """Send one event in a scope of its own (setting the SDK up first if nothing did).
 
-    When the exception escapes to the top of the script afterwards, the SDK's dedupe drops the
-    second report of the same exception object, so it is one event.
+    Only the SDK's public capture calls are used: the exception's event is built by the installed
+    SDK, whichever major. When the exception escapes to the top of the script afterwards, the
+    SDK's dedupe drops the second report of the same exception object, so it is one event.
     """
     ensure_initialized()
-    client = sentry_sdk.get_client()
-    if not client.is_active():
+    if not sentry_sdk.get_client().is_active():
         return
-    if error is None:
-        event: Event = {"message": message}
-        hint: Hint | None = None
-    else:
-        event, hint = event_from_exception(
-            error, client_options=client.options, mechanism={"type": "generic", "handled": True})
-        if message:
-            event["logentry"] = {"message": message, "formatted": message}
-    event["level"] = level
     with sentry_sdk.new_scope() as scope:
+        scope.set_level(level)
         if component:
             scope.set_tag("component", component)
         if workspace_id:
             scope.set_tag("workspace_id", workspace_id)
         for key, value in (details or {}).items():
             scope.set_extra(str(key), value)
-        scope.capture_event(event, hint=hint)
+        if error is None:
+            scope.capture_message(message, level=level)
+            return
+        if message:
+            scope.add_event_processor(_with_message(message))
+        scope.capture_exception(error)
+
+
+def _with_message(message: str) -> Callable[[Event, Hint], Event]:
+    """An event processor giving the exception's event the caller's message as well."""
+
+    def add(event: Event, hint: Hint) -> Event:
+        event["logentry"] = {"message": message, "formatted": message}
+        return event
+
+    return add

@@ -2,19 +2,20 @@
 wire check against a strict Sentry-like server (test_wire_compat.py): the same scripts, so what
 shim stores is exactly what hosted Sentry would have been sent.
 
-Each is a real script run with ``python -c`` and ``SENTRY_DSN`` set; ``SENTRY_DEBUG=1`` (read by
-the SDK itself) lets ``conftest.sdk_problems`` see any refused or lost send.
+Each is a real script run with ``python -c`` and ``SENTRY_DSN`` set, as on a scanner machine: by
+the Python of an SDK environment (``.venvs/sdk2`` or ``sdk3``, with sdk_config installed there),
+from a directory outside the checkout and without it on PYTHONPATH, so it is the installed
+sdk_config that runs. ``SENTRY_DEBUG=1`` (read by the SDK itself) lets ``conftest.sdk_problems``
+see any refused or lost send.
 """
 
 from __future__ import annotations
 
-import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import SCRIPTS, script
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import SCRIPTS, run_script, script, sdk_python
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,18 @@ class Scenario:
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The children's extra environment: ``sdk_config`` from this checkout (and ``tests/scripts``)
-    importable, the SDK's debug output on."""
-    path = os.pathsep.join(p for p in (str(ROOT), str(SCRIPTS), os.environ.get("PYTHONPATH")) if p)
-    return {"PYTHONPATH": path, "SENTRY_DEBUG": "1", **(extra or {})}
+    """The children's extra environment: only ``tests/scripts`` importable besides the SDK
+    environment's own packages (never the checkout, whatever the parent's PYTHONPATH), the SDK's
+    debug output on."""
+    return {"PYTHONPATH": str(SCRIPTS), "SENTRY_DEBUG": "1", **(extra or {})}
+
+
+def run_scenario(scenario: Scenario, dsn: str, major: str, cwd: Path,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``scenario`` with sentry-sdk ``major``.x and the sdk_config installed beside it, in
+    ``cwd`` (a directory outside the checkout)."""
+    return run_script(scenario.code, dsn, env=child_env({**scenario.env, **(env or {})}),
+                      python=sdk_python(major), cwd=cwd)
 
 
 UNHANDLED = Scenario("unhandled", script("""
@@ -121,8 +130,10 @@ LOGGING = Scenario("logging", script("""
 SENTRY_LOGS = Scenario("sentry_logs", script("""
     import logging
     import sdk_config
+    import sentry_sdk
 
     sdk_config.init("cron-cleanup", workspace_id="ws-9")
+    sentry_sdk.set_user({"id": "operator-7"})  # on events; never on logs (no PII)
     logging.getLogger().setLevel(logging.INFO)  # Python's default, WARNING, would drop INFO
     log = logging.getLogger("cleanup")
     log.debug("below INFO: not sent")
@@ -130,4 +141,21 @@ SENTRY_LOGS = Scenario("sentry_logs", script("""
     log.error("could not delete %s", "/tmp/x")
 """), events=1, logs=2, env={"SHIM_SEND_LOGS": "1"})
 
-ALL = [UNHANDLED, TRACKER, DECORATOR_SYNC, DECORATOR_ASYNC, LOGGING, SENTRY_LOGS]
+# An exception Python cannot raise (in __del__) is printed and ignored, as on 2.x: 3.x alone would
+# send it as an unhandled error.
+UNRAISABLE = Scenario("unraisable", script("""
+    import logging
+    import sdk_config
+
+    sdk_config.init("pdf-reader")
+
+    class Handle:
+        def __del__(self):
+            raise OSError("close failed")
+
+    Handle()
+    logging.getLogger("pdf").error("page %d skipped", 4)
+    print("read")
+"""), events=1)
+
+ALL = [UNHANDLED, TRACKER, DECORATOR_SYNC, DECORATOR_ASYNC, LOGGING, SENTRY_LOGS, UNRAISABLE]

@@ -1,53 +1,68 @@
 """sdk_config end to end: real scanner scripts, in child processes, sending through ``sdk_config``
 to a real ``shim serve``; then the rows DESIGN.md promises (critical → a bug, lower levels → a log
-only). Also what a script looks like when reporting cannot work: no DSN, a refused connection, a
-server that never answers: the same exit code and output as without sdk_config, one warning aside.
+only). Every script runs once per sentry-sdk major, by the Python of that major's environment with
+the installed sdk_config, from outside the checkout; both majors must give the same rows. Also what
+a script looks like when reporting cannot work: no DSN, a refused connection, a server that never
+answers: the same exit code and output as without sdk_config, one warning aside.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import (
+    ROOT,
+    SDK_MAJORS,
     LiveServer,
     _clean_env,
     expect_ok,
     free_port,
-    run_script,
     script,
     script_stderr,
+    sdk_python,
+    start_server,
 )
 from sdk_scenarios import (
+    ALL,
     DECORATOR_ASYNC,
     DECORATOR_SYNC,
     LOGGING,
     SENTRY_LOGS,
     TRACKER,
     UNHANDLED,
+    UNRAISABLE,
     Scenario,
     child_env,
+    run_scenario,
 )
 from sentry_sdk.integrations.atexit import AtexitIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.integrations.unraisablehook import UnraisablehookIntegration
 
-from sdk_config._init import SHUTDOWN_TIMEOUT, sdk_options
+from sdk_config._options import (
+    NO_PII,
+    SDK_MAJOR,
+    SHUTDOWN_TIMEOUT,
+    sdk_options,
+    unknown_options,
+    wants_logs,
+)
 from sdk_config.tracker import sentry_level
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-def run(scenario: Scenario, server: LiveServer,
+def run(scenario: Scenario, server: LiveServer, major: str, cwd: Path,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    result = run_script(scenario.code, server.dsn, env=child_env({**scenario.env, **(env or {})}))
+    result = run_scenario(scenario, server.dsn, major, cwd, env)
     expect_ok(result, returncode=scenario.returncode)
     return result
 
@@ -60,9 +75,9 @@ def context(row: dict[str, Any]) -> dict[str, Any]:
 # --- end to end through shim ----------------------------------------------------------------------
 
 def test_unhandled_exception_in_a_scanner_opens_a_bug_with_its_component(
-    live_server: LiveServer,
+    live_server: LiveServer, sdk_major: str, tmp_path: Path,
 ) -> None:
-    result = run(UNHANDLED, live_server,
+    result = run(UNHANDLED, live_server, sdk_major, tmp_path,
                  env={"SENTRY_ENVIRONMENT": "staging", "SENTRY_RELEASE": "scanner@1.2.3"})
     assert result.stdout == "scanning\n"
     assert "ValueError: page 3 is empty" in script_stderr(result)  # Python's own traceback, as before
@@ -81,11 +96,12 @@ def test_unhandled_exception_in_a_scanner_opens_a_bug_with_its_component(
     assert (ctx["environment"], ctx["release"]) == ("staging", "scanner@1.2.3")
     assert ctx["server_name"] == socket.gethostname()
     assert ctx["tags"] == {"component": "ocr-scanner", "workspace_id": "ws-7"}
-    assert "user" not in ctx  # send_default_pii=False
+    assert "user" not in ctx  # no PII
 
 
-def test_bug_tracker_levels_make_the_documented_rows(live_server: LiveServer) -> None:
-    result = run(TRACKER, live_server)  # no init call: BugTracker() sets the SDK up
+def test_bug_tracker_levels_make_the_documented_rows(live_server: LiveServer, sdk_major: str,
+                                                      tmp_path: Path) -> None:
+    result = run(TRACKER, live_server, sdk_major, tmp_path)  # no init: BugTracker() sets it up
     assert result.stdout == "logged\n"
 
     logs = live_server.error_logs()
@@ -94,6 +110,9 @@ def test_bug_tracker_levels_make_the_documented_rows(live_server: LiveServer) ->
                                        strict=True):
         assert message["message"] == f"{level}: page 7 unreadable"
         assert message["error_type"] is None
+        # No stack for a message (3.x alone would attach the thread's, with its local variables).
+        assert message["stack_trace"] is None
+        assert "threads" not in context(message)
         assert message["workspace_id"] == f"ws-{level}"
         assert context(message)["extra"] == {"page": 7, "level": level, "sys.argv": ["-c"]}
 
@@ -119,10 +138,10 @@ def test_bug_tracker_levels_make_the_documented_rows(live_server: LiveServer) ->
     (DECORATOR_ASYNC, "telegram-bot", "ws-3", "KeyError", "reply"),
 ], ids=["sync", "async"])
 def test_track_errors_reports_critical_and_reraises(
-    live_server: LiveServer, scenario: Scenario, component: str, workspace: str, error_type: str,
-    function: str,
+    live_server: LiveServer, sdk_major: str, tmp_path: Path, scenario: Scenario, component: str,
+    workspace: str, error_type: str, function: str,
 ) -> None:
-    result = run(scenario, live_server)
+    result = run(scenario, live_server, sdk_major, tmp_path)
     if scenario is DECORATOR_SYNC:  # re-raised to the top: Python's traceback and exit code 1
         assert result.stdout == "total 3\n"
         assert "ZeroDivisionError: division by zero" in script_stderr(result)
@@ -140,8 +159,10 @@ def test_track_errors_reports_critical_and_reraises(
     assert bug["title"] == f"Critical: {component} - {error_type}"
 
 
-def test_logging_error_is_a_log_and_logging_critical_a_bug(live_server: LiveServer) -> None:
-    result = run(LOGGING, live_server)
+def test_logging_error_is_a_log_and_logging_critical_a_bug(live_server: LiveServer,
+                                                           sdk_major: str, tmp_path: Path) -> None:
+    # On 3.x the SDK alone would send nothing for either: sdk_config turns both into events.
+    result = run(LOGGING, live_server, sdk_major, tmp_path)
     assert result.stdout == "done\n"
 
     error, critical = live_server.error_logs()
@@ -154,10 +175,13 @@ def test_logging_error_is_a_log_and_logging_critical_a_bug(live_server: LiveServ
     assert error["component"] == critical["component"] == bug["component"] == "cron-cleanup"
     crumbs = [c.get("message") for c in context(critical)["breadcrumbs"]]
     assert crumbs[:2] == ["slow disk", "could not delete /tmp/x"]
+    # Sentry Logs are opt-in: without SHIM_SEND_LOGS no record went out as a log.
+    assert {row["item_type"] for row in live_server.error_logs()} == {"event"}
 
 
-def test_sentry_logs_are_opt_in_and_carry_the_component(live_server: LiveServer) -> None:
-    run(SENTRY_LOGS, live_server)
+def test_sentry_logs_are_opt_in_and_carry_the_component(live_server: LiveServer, sdk_major: str,
+                                                        tmp_path: Path) -> None:
+    run(SENTRY_LOGS, live_server, sdk_major, tmp_path)
 
     rows = live_server.error_logs()
     assert sorted((r["item_type"], r["log_level"], r["message"]) for r in rows) == [
@@ -167,6 +191,56 @@ def test_sentry_logs_are_opt_in_and_carry_the_component(live_server: LiveServer)
     ]
     assert {(r["component"], r["workspace_id"]) for r in rows} == {("cron-cleanup", "ws-9")}
     assert live_server.bugs() == []
+    # The user the script set is on its event; the logs carry no user (no PII), as on 2.x.
+    [event] = [r for r in rows if r["item_type"] == "event"]
+    assert context(event)["user"] == {"id": "operator-7"}
+    for log in (r for r in rows if r["item_type"] == "log"):
+        assert "component" in context(log)["attributes"]
+        assert not [name for name in context(log)["attributes"] if name.startswith("user.")]
+
+
+def test_an_unraisable_exception_is_printed_not_reported(live_server: LiveServer, sdk_major: str,
+                                                         tmp_path: Path) -> None:
+    result = run(UNRAISABLE, live_server, sdk_major, tmp_path)
+    assert result.stdout == "read\n"
+    assert "Exception ignored in" in script_stderr(result)  # Python's own report, as before
+    assert "OSError: close failed" in script_stderr(result)
+    [log] = live_server.error_logs()
+    assert (log["log_level"], log["message"], log["component"]) == ("error", "page 4 skipped",
+                                                                    "pdf-reader")
+    assert live_server.bugs() == []
+
+
+# --- the same rows on either major -----------------------------------------------------------------
+
+# What a row says; not its ids, times, or the stack text (whose paths name the environment).
+LOG_FIELDS = ("item_type", "log_level", "component", "workspace_id", "message", "error_type",
+              "error_message", "fingerprint")
+BUG_FIELDS = ("title", "severity", "priority", "component", "workspace_id", "error_type",
+              "error_message", "fingerprint", "occurrence_count")
+
+
+def rows_of(server: LiveServer) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The error_logs rows (with their bug's title) and the bugs, as comparable tuples."""
+    titles = {bug["id"]: bug["title"] for bug in server.bugs()}
+    logs = sorted(((*(row[f] for f in LOG_FIELDS), titles.get(row["related_bug_id"]))
+                   for row in server.error_logs()), key=repr)
+    bugs = sorted((tuple(bug[f] for f in BUG_FIELDS) for bug in server.bugs()), key=repr)
+    return logs, bugs
+
+
+def test_every_scenario_gives_the_same_rows_on_both_majors(tmp_path: Path) -> None:
+    rows = {}
+    for major in SDK_MAJORS:
+        with start_server(tmp_path / major / "data", tmp_path / major / "server.log") as server:
+            for scenario in ALL:
+                run(scenario, server, major, tmp_path)
+            rows[major] = rows_of(server)
+    logs, bugs = rows["2"]
+    assert len(logs) == sum(s.events + s.logs for s in ALL)  # the scenarios' every event and log
+    assert len(bugs) == 6  # unhandled, tracker (2), decorator (2), logging.critical
+    assert not [log for log in logs if log[LOG_FIELDS.index("error_type")] == "OSError"]
+    assert rows["3"] == rows["2"]
 
 
 # --- reporting cannot work: the script is unchanged -----------------------------------------------
@@ -195,7 +269,8 @@ def silent_port() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("ending", ["raise ValueError('boom')", "sys.exit(3)"])
-def test_no_dsn_or_no_server_leaves_the_script_unchanged(silent_port: int, ending: str) -> None:
+def test_no_dsn_or_no_server_leaves_the_script_unchanged(silent_port: int, ending: str,
+                                                         sdk_major: str, tmp_path: Path) -> None:
     code = script(QUIET) + ending + "\n"
     variants = {
         "without sdk_config": {},
@@ -207,7 +282,7 @@ def test_no_dsn_or_no_server_leaves_the_script_unchanged(silent_port: int, endin
     }
     started = time.monotonic()
     children = {
-        name: subprocess.Popen([sys.executable, "-c", code], text=True,
+        name: subprocess.Popen([sdk_python(sdk_major), "-c", code], text=True, cwd=tmp_path,
                                env={**_clean_env(), **child_env(env), "SENTRY_DEBUG": ""},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for name, env in variants.items()
@@ -235,9 +310,77 @@ def test_no_dsn_or_no_server_leaves_the_script_unchanged(silent_port: int, endin
     assert err.replace(warning + "\n", "", 1) == err_before
 
 
-# --- the options, in process (no sentry_sdk.init here) --------------------------------------------
+OTHER_MAJORS_OPTIONS = """
+    import sdk_config
+    sdk_config.init("mixed", {options})
+    raise KeyError("page")
+"""
+
+
+@pytest.mark.parametrize(("major", "options", "unknown"), [
+    # A script written for 2.x, on 3.x: the renamed options are translated, removed ones dropped.
+    ("3", "send_default_pii=False, include_local_variables=False, enable_logs=False, "
+          "profiles_sample_rate=1.0, enable_tracing=False",
+     "enable_tracing, profiles_sample_rate"),
+    # A script written for 3.x, on 2.x: data_collection is 2.x's too (from 2.7x).
+    ("2", "data_collection={'user_info': False}, send_default_pii=False", None),
+    ("3", "data_collection={'user_info': False}", None),
+])
+def test_options_of_the_other_major_never_break_the_script(
+    live_server: LiveServer, tmp_path: Path, major: str, options: str, unknown: str | None,
+) -> None:
+    code = script(OTHER_MAJORS_OPTIONS).replace("{options}", options)
+    result = run(Scenario("mixed", code, returncode=1), live_server, major, tmp_path)
+    warnings = [line for line in script_stderr(result).splitlines() if "(sdk_config)" in line]
+    if unknown is None:
+        assert warnings == []
+    else:
+        assert warnings == [f"sentry-sdk 3.0.1 has no option {unknown}: ignored (sdk_config)"]
+    [log] = live_server.error_logs()
+    assert (log["component"], log["error_type"]) == ("mixed", "KeyError")
+    [bug] = live_server.bugs()
+    assert bug["title"] == "Critical: mixed - KeyError"
+
+
+# --- the SDK environments: a scanner machine, not the server's ------------------------------------
+
+NO_SERVER = """
+    import importlib, json, sys
+    import sdk_config, sentry_sdk
+    missing = []
+    for name in ("shim", "starlette", "uvicorn", "msgspec", "orjson"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    print(json.dumps({"sdk_config": sdk_config.__file__, "sentry_sdk": sentry_sdk.VERSION,
+                      "missing": missing}))
+"""
+
+
+def test_the_sdk_environments_hold_sdk_config_and_no_server(sdk_major: str,
+                                                             tmp_path: Path) -> None:
+    python = sdk_python(sdk_major)
+    result = subprocess.run([python, "-c", script(NO_SERVER)], cwd=tmp_path, text=True,
+                            env={**_clean_env(), **child_env()}, capture_output=True, check=True)
+    found = json.loads(result.stdout)
+    assert found["missing"] == ["shim", "starlette", "uvicorn", "msgspec", "orjson"]
+    assert found["sentry_sdk"].split(".")[0] == sdk_major
+    # The installed copy, in the environment's site-packages, not the checkout's.
+    installed = Path(found["sdk_config"]).resolve()
+    assert installed.is_relative_to((ROOT / ".venvs" / f"sdk{sdk_major}").resolve()), installed
+    assert "site-packages" in installed.parts
+    assert not installed.is_relative_to((ROOT / "sdk_config").resolve())
+    # ... and a scanner runs from it: every test above runs its scripts this way.
+
+
+# --- the options, in process (sentry-sdk 3.x, as in .venv; no sentry_sdk.init here) -------------
 
 DSN = "http://key@127.0.0.1:9/1"
+
+
+def test_this_process_runs_the_3x_sdk() -> None:
+    assert SDK_MAJOR == 3  # the tables below are 3.x's options; 2.x's are checked in a child
 
 
 @pytest.mark.parametrize(("environ", "overrides", "expected"), [
@@ -246,17 +389,28 @@ DSN = "http://key@127.0.0.1:9/1"
     ({"SENTRY_DSN": DSN}, {"dsn": None}, None),
     ({}, {"dsn": DSN}, {"dsn": DSN}),
     ({"SENTRY_DSN": DSN}, {}, {"dsn": DSN, "environment": None, "release": None,
-                              "send_default_pii": False, "shutdown_timeout": SHUTDOWN_TIMEOUT,
-                              "enable_logs": False}),
+                              "shutdown_timeout": SHUTDOWN_TIMEOUT, "attach_stacktrace": False,
+                              "data_collection": NO_PII,
+                              "disabled_integrations": [UnraisablehookIntegration]}),
     ({"SENTRY_DSN": DSN, "SENTRY_ENVIRONMENT": "staging", "SENTRY_RELEASE": "r1"}, {},
      {"environment": "staging", "release": "r1"}),
     ({"SENTRY_DSN": DSN, "SENTRY_ENVIRONMENT": "staging"},
-     {"environment": "dev", "shutdown_timeout": 5, "send_default_pii": True, "debug": True},
-     {"environment": "dev", "shutdown_timeout": 5, "send_default_pii": True, "debug": True}),
-    ({"SENTRY_DSN": DSN, "SHIM_SEND_LOGS": "yes"}, {}, {"enable_logs": True}),
-    ({"SENTRY_DSN": DSN, "SHIM_SEND_LOGS": "TRUE"}, {}, {"enable_logs": True}),
-    ({"SENTRY_DSN": DSN, "SHIM_SEND_LOGS": "0"}, {}, {"enable_logs": False}),
-    ({"SENTRY_DSN": DSN, "SHIM_SEND_LOGS": "1"}, {"enable_logs": False}, {"enable_logs": False}),
+     {"environment": "dev", "shutdown_timeout": 5, "debug": True, "attach_stacktrace": True},
+     {"environment": "dev", "shutdown_timeout": 5, "debug": True, "attach_stacktrace": True}),
+    # 2.x's privacy and stack switches, as 3.x's data_collection
+    ({"SENTRY_DSN": DSN}, {"send_default_pii": True}, {"data_collection": {}}),
+    ({"SENTRY_DSN": DSN}, {"send_default_pii": False}, {"data_collection": NO_PII}),
+    ({"SENTRY_DSN": DSN}, {"include_local_variables": False, "include_source_context": False},
+     {"data_collection": {**NO_PII, "stack_frame_variables": False, "frame_context_lines": 0}}),
+    ({"SENTRY_DSN": DSN}, {"send_default_pii": True, "include_local_variables": False},
+     {"data_collection": {"stack_frame_variables": False}}),
+    ({"SENTRY_DSN": DSN}, {"data_collection": {"cookies": {"mode": "off"}},
+                           "send_default_pii": True},
+     {"data_collection": {"cookies": {"mode": "off"}}}),  # the caller's own replaces ours whole
+    ({"SENTRY_DSN": DSN}, {"disabled_integrations": [AtexitIntegration]},
+     {"disabled_integrations": [AtexitIntegration, UnraisablehookIntegration]}),
+    ({"SENTRY_DSN": DSN}, {"integrations": [UnraisablehookIntegration()]},
+     {"disabled_integrations": None}),  # the caller asked for it
 ])
 def test_sdk_options(environ: dict[str, str], overrides: dict[str, Any],
                      expected: dict[str, Any] | None) -> None:
@@ -265,14 +419,30 @@ def test_sdk_options(environ: dict[str, str], overrides: dict[str, Any],
         assert options is None
         return
     assert options is not None
-    assert {k: options[k] for k in expected} == expected
+    assert {k: options.get(k) for k in expected} == expected
+    # Nothing 3.x would refuse: 2.x's names are gone, whatever the caller passed.
+    assert unknown_options(options) == []
+    assert not {"send_default_pii", "enable_logs", "include_local_variables"} & set(options)
 
 
-def test_send_logs_argument_wins_over_the_environment() -> None:
-    on = sdk_options(True, {}, {"SENTRY_DSN": DSN})
-    off = sdk_options(False, {}, {"SENTRY_DSN": DSN, "SHIM_SEND_LOGS": "1"})
-    assert on is not None and on["enable_logs"] is True
-    assert off is not None and off["enable_logs"] is False
+@pytest.mark.parametrize(("send_logs", "environ", "overrides", "expected"), [
+    (None, {}, {}, False),
+    (None, {"SHIM_SEND_LOGS": "yes"}, {}, True),
+    (None, {"SHIM_SEND_LOGS": " TRUE "}, {}, True),
+    (None, {"SHIM_SEND_LOGS": "0"}, {}, False),
+    (None, {"SHIM_SEND_LOGS": "1"}, {"enable_logs": False}, False),
+    (True, {}, {}, True),
+    (False, {"SHIM_SEND_LOGS": "1"}, {}, False),
+    (False, {}, {"enable_logs": True}, True),  # any option overrides our defaults
+])
+def test_wants_logs(send_logs: bool | None, environ: dict[str, str], overrides: dict[str, Any],
+                    expected: bool) -> None:
+    assert wants_logs(send_logs, overrides, environ) is expected
+
+
+def test_unknown_options_names_what_the_installed_sdk_would_refuse() -> None:
+    assert unknown_options({"dsn": DSN, "enable_tracing": True, "profiles_sample_rate": 1.0,
+                            "data_collection": {}}) == ["enable_tracing", "profiles_sample_rate"]
 
 
 def test_callers_integrations_are_added_and_replace_ours_of_the_same_kind() -> None:
@@ -289,6 +459,53 @@ def test_callers_integrations_are_added_and_replace_ours_of_the_same_kind() -> N
     assert options["integrations"][-1] is theirs
 
 
+OPTIONS_OF_THIS_MAJOR = """
+    import json, sys
+    from sdk_config._options import sdk_options, unknown_options
+    for overrides in ({}, {"send_default_pii": True, "include_local_variables": False,
+                           "enable_logs": True}):
+        options = sdk_options(None, overrides, {"SENTRY_DSN": "http://key@127.0.0.1:9/1"})
+        print(json.dumps({
+            "names": sorted(options),
+            "unknown": unknown_options(options),
+            "integrations": [type(i).__name__ for i in options["integrations"]],
+            "disabled": [i.__name__ for i in options.get("disabled_integrations") or ()],
+            "enable_logs": options.get("enable_logs"),
+            "send_default_pii": options.get("send_default_pii"),
+            "include_local_variables": options.get("include_local_variables"),
+            "data_collection": options.get("data_collection"),
+        }))
+"""
+
+COMMON_NAMES = ["attach_stacktrace", "dsn", "environment", "integrations", "release",
+                "server_name", "shutdown_timeout"]
+
+
+def test_the_options_each_major_is_given(sdk_major: str, tmp_path: Path) -> None:
+    result = subprocess.run([sdk_python(sdk_major), "-c", script(OPTIONS_OF_THIS_MAJOR)],
+                            cwd=tmp_path, env={**_clean_env(), **child_env()}, text=True,
+                            capture_output=True, check=True)
+    defaults, translated = (json.loads(line) for line in result.stdout.splitlines())
+    for options in (defaults, translated):
+        assert options["unknown"] == []  # sentry_sdk.init takes every one of them
+        assert options["integrations"] == ["LoggingIntegration", "AtexitIntegration"]
+    if sdk_major == "2":  # 2.x's own options, as the callers wrote them
+        assert defaults["names"] == sorted([*COMMON_NAMES, "enable_logs"])
+        assert defaults["enable_logs"] is False
+        assert defaults["disabled"] == []
+        assert defaults["send_default_pii"] is None  # 2.x's default: no PII
+        assert (translated["enable_logs"], translated["send_default_pii"],
+                translated["include_local_variables"]) == (True, True, False)
+        assert translated["data_collection"] is None
+    else:  # the same wishes in 3.x's terms
+        assert defaults["names"] == sorted([*COMMON_NAMES, "data_collection",
+                                            "disabled_integrations"])
+        assert defaults["disabled"] == ["UnraisablehookIntegration"]
+        assert defaults["data_collection"] == json.loads(json.dumps(NO_PII))
+        assert translated["data_collection"] == {"stack_frame_variables": False}
+        assert translated["enable_logs"] is None  # it went to the LoggingIntegration
+
+
 @pytest.mark.parametrize(("level", "expected"), [
     ("debug", "debug"), ("info", "info"), ("warning", "warning"), ("error", "error"),
     ("critical", "fatal"), ("CRITICAL", "fatal"), (" warn ", "warning"), ("fatal", "fatal"),
@@ -296,11 +513,3 @@ def test_callers_integrations_are_added_and_replace_ours_of_the_same_kind() -> N
 ])
 def test_sentry_level(level: str, expected: str) -> None:
     assert sentry_level(level) == expected
-
-
-def test_sdk_config_does_not_import_shim() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys, sdk_config; print('shim' in sys.modules)"],
-        env={**_clean_env(), **child_env()}, capture_output=True, text=True, check=True,
-        cwd=os.sep)
-    assert result.stdout == "False\n"

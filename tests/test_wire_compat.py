@@ -1,5 +1,6 @@
 """Nothing shim-specific on the wire: the sdk_config scenarios (the same scripts test_sdk_config.py
-runs against shim) sent to a strict capture server that accepts only what hosted Sentry documents:
+runs against shim, on each sentry-sdk major with the installed sdk_config) sent to a strict capture
+server that accepts only what hosted Sentry documents:
 ``POST /api/<project>/envelope/``, the standard ``X-Sentry-Auth`` header and no custom ones, and
 envelopes whose items and events use only the documented types and fields.
 
@@ -16,12 +17,13 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import brotli
 import pytest
-from conftest import expect_ok, run_script
-from sdk_scenarios import ALL, Scenario, child_env
+from conftest import expect_ok
+from sdk_scenarios import ALL, Scenario, run_scenario
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
 KEY = "0123456789abcdef0123456789abcdef"
@@ -270,9 +272,9 @@ def capture() -> Iterator[Capture]:
 
 
 @pytest.mark.parametrize("scenario", ALL, ids=[s.name for s in ALL])
-def test_scenario_sends_only_what_hosted_sentry_accepts(capture: Capture,
-                                                        scenario: Scenario) -> None:
-    result = run_script(scenario.code, capture.dsn, env=child_env(scenario.env))
+def test_scenario_sends_only_what_hosted_sentry_accepts(capture: Capture, scenario: Scenario,
+                                                        sdk_major: str, tmp_path: Path) -> None:
+    result = run_scenario(scenario, capture.dsn, sdk_major, tmp_path)
     expect_ok(result, returncode=scenario.returncode)
 
     assert capture.requests, "nothing was sent"
@@ -282,6 +284,9 @@ def test_scenario_sends_only_what_hosted_sentry_accepts(capture: Capture,
     assert (len(events), len(logs)) == (scenario.events, scenario.logs)
     for event in events:
         assert event["tags"].get("component"), event  # a tag, never a custom field
+    for record in logs:  # attributes, since logs have no tags; and no user on them (no PII)
+        assert record["attributes"]["component"]["type"] == "string", record
+        assert not [name for name in record["attributes"] if name.startswith("user.")], record
 
 
 # --- the checks reject what they should -------------------------------------------------------------
