@@ -227,15 +227,32 @@ def _capture(kind: str, rng: random.Random, sites: ModuleType) -> None:
                 sentry_sdk.capture_exception(exc)
             elif kind == "unhandled":
                 client = sentry_sdk.get_client()
+                # 3.x reads the client's options itself; 2.x is given them.
+                more = {"client_options": client.options} if SDK_MAJOR < 3 else {}
                 event, hint = event_from_exception(
-                    exc, client_options=client.options,
-                    mechanism={"type": "excepthook", "handled": False})
+                    exc, mechanism={"type": "excepthook", "handled": False}, **more)
                 event["level"] = "error"
                 sentry_sdk.capture_event(event, hint=hint)
             elif kind == "logging_exc":
                 log.error("job %s failed", job["id"], exc_info=True)
             else:
                 log.critical("job %s crashed", job["id"], exc_info=True)
+
+
+SDK_MAJOR = int(sentry_sdk.VERSION.split(".", 1)[0])
+
+
+def _logging_options() -> dict[str, Any]:
+    """The same logging behaviour on either sentry-sdk major: Sentry Logs on for
+    ``sentry_sdk.logger``, stdlib records at INFO as breadcrumbs and at ERROR as events, none as
+    Sentry Logs. 2.x names the breadcrumb level ``level`` and needs ``enable_logs``; 3.x sends
+    logs unasked, names the Sentry Logs level ``level`` and turns events off unless asked."""
+    if SDK_MAJOR >= 3:
+        return {"integrations": [LoggingIntegration(level=None, event_level=logging.ERROR,
+                                                    breadcrumb_level=logging.INFO)]}
+    return {"enable_logs": True,
+            "integrations": [LoggingIntegration(level=logging.INFO, event_level=logging.ERROR,
+                                                sentry_logs_level=None)]}
 
 
 def generate(out: Path, envelopes: int, seed: int) -> dict[str, Any]:
@@ -249,14 +266,12 @@ def generate(out: Path, envelopes: int, seed: int) -> dict[str, Any]:
     sentry_sdk.init(
         dsn=f"http://{KEY}@127.0.0.1:9/{PROJECT}",
         transport=RecordingTransport,
-        enable_logs=True,
         send_client_reports=False,
         project_root=str(out),  # the generated sites count as in-app
         server_name="scanner-host-1",
         release="scanner@1.4.2",
         environment="production",
-        integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR,
-                                         sentry_logs_level=None)],
+        **_logging_options(),
     )
     client = sentry_sdk.get_client()
     transport = client.transport

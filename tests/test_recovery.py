@@ -33,6 +33,7 @@ from conftest import (
     run_scripts,
     run_shim,
     script,
+    sdk_python,
     start_server,
 )
 
@@ -190,8 +191,14 @@ MIXED = script("""
     import sentry_sdk
     from sentry_sdk.crons import MonitorStatus, capture_checkin, monitor
 
-    sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], debug=True, enable_logs=True,
-                    environment="prod", release="scanner@3")
+    if int(sentry_sdk.VERSION.split(".")[0]) >= 3:
+        # 3.x sends Sentry Logs unasked; stdlib records need the integration, events its level.
+        from sentry_sdk.integrations.logging import LoggingIntegration
+        options = {"integrations": [LoggingIntegration(event_level=logging.ERROR)]}
+    else:
+        options = {"enable_logs": True}
+    sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], debug=True, environment="prod",
+                    release="scanner@3", **options)
     sentry_sdk.set_tag("component", "scanner")
     sentry_sdk.set_tag("workspace_id", "ws-9")
 
@@ -251,14 +258,15 @@ RECUR = script("""
 
 
 def test_restore_rebuilds_every_row_and_restoring_twice_changes_nothing(
-    live_server: LiveServer, tmp_path: Path,
+    live_server: LiveServer, tmp_path: Path, sdk_major: str,
 ) -> None:
-    expect_ok(run_script(MIXED, live_server.dsn), returncode=1)
+    python = sdk_python(sdk_major)
+    expect_ok(run_script(MIXED, live_server.dsn, python=python, cwd=tmp_path), returncode=1)
     bugs = {b["title"]: b["bug_number"] for b in live_server.bugs()}
     value_bug = bugs["Critical: scanner - ValueError"]
     key_bug = bugs["Critical: scanner - KeyError"]
     shim(live_server, "resolve", value_bug)
-    expect_ok(run_script(RECUR, live_server.dsn))  # a regression
+    expect_ok(run_script(RECUR, live_server.dsn, python=python, cwd=tmp_path))  # a regression
     shim(live_server, "assign", key_bug, "--to", "bob")
     shim(live_server, "close", bugs["Critical: scanner - a fatal message"])
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer, expect_ok, run_script, script
+from conftest import LiveServer, expect_ok, run_script, script, sdk_python
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -61,8 +61,16 @@ SECRETS = ["hunter2-pass", "tok_live_8f8f8f8f", "sk_extra_123456", "cookie-value
 
 PLANTED = script("""
     import logging, sentry_sdk
-    sentry_sdk.init(dsn=__import__("os").environ["SENTRY_DSN"], send_default_pii=True,
-                    include_local_variables=True, default_integrations=True)
+    if int(sentry_sdk.VERSION.split(".")[0]) >= 3:
+        # 3.x collects what 2.x's send_default_pii did by default (local variables included), and
+        # turns stdlib records into events only with the integration's event level; at its
+        # default level the critical record below is also sent as a Sentry Log.
+        from sentry_sdk.integrations.logging import LoggingIntegration
+        options = {"integrations": [LoggingIntegration(event_level=logging.ERROR)]}
+    else:
+        options = {"send_default_pii": True, "include_local_variables": True}
+    sentry_sdk.init(dsn=__import__("os").environ["SENTRY_DSN"], default_integrations=True,
+                    **options)
     sentry_sdk.set_tag("component", "billing")
     sentry_sdk.set_extra("payment", {"api_key": "sk_extra_123456", "amount": 12})
     sentry_sdk.set_context("auth", {"session_token": "tok_live_8f8f8f8f"})
@@ -94,10 +102,15 @@ def every_byte_under(path: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
 
 
-def test_planted_secrets_survive_nowhere(live_server: LiveServer) -> None:
-    expect_ok(run_script(PLANTED, live_server.dsn))
+def test_planted_secrets_survive_nowhere(live_server: LiveServer, sdk_major: str,
+                                         tmp_path: Path) -> None:
+    expect_ok(run_script(PLANTED, live_server.dsn, python=sdk_python(sdk_major), cwd=tmp_path))
     rows = live_server.error_logs()
-    assert len(rows) == 3
+    assert [r["item_type"] for r in rows].count("event") == 3
+    # 3.x: the critical record as a Sentry Log too, its body holding a planted token.
+    logs = [r for r in rows if r["item_type"] == "log"]
+    assert [r["message"] for r in logs] == (
+        [f"retrying with token {FILTERED}"] if sdk_major == "3" else [])
     assert any(FILTERED in (r["context"] or "") for r in rows)
     assert any(r["error_type"] == "ValueError" for r in rows)
     stored = every_byte_under(live_server.data_dir)  # database, WAL, backup log, key file...

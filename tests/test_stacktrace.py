@@ -127,12 +127,33 @@ def test_direct_cause_with_mechanism_source(captured: list[Event]) -> None:
     except ScanError as exc:
         values = capture(captured, exc)
         expected = python_lines(exc)
-    # The Python SDK does not say how a plain chain was made, so Python's implicit wording is used.
-    assert DURING_HANDLING in render(values)
-    # When the SDK says the cause was ``__cause__`` (``raise ... from``), Python's text is exact.
-    values[0].setdefault("mechanism", {})["source"] = "__cause__"
-    assert render(values).splitlines() == expected
     assert DIRECT_CAUSE in expected
+    # sentry-sdk 3.x says how each link was made (``mechanism.source``) and links the values by
+    # ``exception_id`` / ``parent_id``: Python's text exactly.
+    assert [v["mechanism"].get("source") for v in values] == ["__cause__", None]
+    assert values[0]["mechanism"]["parent_id"] == values[1]["mechanism"]["exception_id"]
+    assert render(values).splitlines() == expected
+    # 2.x sent the same chain plain, without the source or the links: Python's implicit wording.
+    plain = [{**v, "mechanism": {"type": "generic", "handled": True}} for v in values]
+    assert render(plain).splitlines() == [
+        DURING_HANDLING if line == DIRECT_CAUSE else line for line in expected]
+
+
+def test_cause_and_context_in_one_chain_match_python(captured: list[Event]) -> None:
+    try:
+        try:
+            try:
+                parse("x")
+            except ValueError as cause:
+                raise LookupError("page 3") from cause
+        except LookupError:
+            ocr("page 3")
+    except ScanError as exc:
+        values = capture(captured, exc)
+        expected = python_lines(exc)
+    assert [v["type"] for v in values] == ["ValueError", "LookupError", "ScanError"]
+    assert expected.count(DIRECT_CAUSE) == expected.count(DURING_HANDLING) == 1
+    assert render(values).splitlines() == expected
 
 
 def test_suppressed_context_matches_python(captured: list[Event]) -> None:
