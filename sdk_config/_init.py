@@ -1,9 +1,10 @@
 """``init``: the one ``sentry_sdk.init`` every scanner script shares.
 
-It owns the ``component`` / ``workspace_id`` tags and the two guarantees a script relies on: no DSN
-(or options the installed SDK does not know) is a warning and not an error, and a server that is
-down or slow never changes what the script prints, how long it takes beyond the shutdown bound, or
-how it exits. The options themselves, for either sentry-sdk major, come from ``_options``.
+It owns the two guarantees a script relies on: no DSN (or options the installed SDK does not know)
+is a warning and not an error, and a server that is down or slow never changes what the script
+prints, how long it takes beyond the shutdown bound, or how it exits. The options themselves, for
+either sentry-sdk major, come from ``_options``; the ``component`` / ``workspace_id`` tags from
+``_tags``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sentry_sdk
 from sentry_sdk.utils import BadDsn
 
 from sdk_config._options import sdk_options, unknown_options
+from sdk_config._tags import set_tags
 
 # urllib3 logs a warning per retry when the server refuses connections; a script that configures
 # logging would print them. Records logged on the SDK's own transport thread are dropped; the
@@ -64,15 +66,7 @@ def init(component: str, workspace_id: str | None = None, *, send_logs: bool | N
                    "(sdk_config)", error, component or "this script")
         return False
     _quiet_transport_logs()
-    scope = sentry_sdk.get_global_scope()
-    # Tags for events; the same values as attributes for Sentry Logs, which do not carry tags.
-    for key, value in (("component", component), ("workspace_id", workspace_id)):
-        if value:
-            scope.set_tag(key, value)
-            scope.set_attribute(key, value)
-        else:  # a second init must not keep the first one's values
-            scope.remove_tag(key)
-            scope.remove_attribute(key)
+    set_tags(component, workspace_id)  # a second init must not keep the first one's values
     return True
 
 

@@ -21,6 +21,8 @@ from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.atexit import AtexitIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 
+from sdk_config._tags import SCOPE_ATTRIBUTES, tagged_logs
+
 SDK_MAJOR = int(sentry_sdk.VERSION.split(".", 1)[0])
 """The major version of the installed sentry-sdk: 2 or 3."""
 
@@ -80,6 +82,10 @@ def sdk_options(send_logs: bool | None, overrides: Mapping[str, Any],
         _translate_to_3(options, defaults, integrations)
     else:
         defaults["enable_logs"] = send_logs  # 2.x's default already sends no PII
+    if not SCOPE_ATTRIBUTES:  # 2.40-2.48: the logs' component comes from a hook
+        defaults["before_send_log"] = tagged_logs(
+            options.pop("before_send_log", None),
+            send_pii=options.get("send_default_pii") is True)
     return {**defaults, **options,
             "integrations": _integrations(integrations, send_logs=send_logs)}
 

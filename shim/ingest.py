@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,9 @@ log = logging.getLogger("shim.ingest")
 CHECK_IN_STATUSES = ("in_progress", "ok", "error")
 # OpenTelemetry severity numbers, used when a log record has no level name.
 _SEVERITY_NUMBER = ((21, "critical"), (17, "error"), (13, "warning"), (9, "info"), (0, "debug"))
+# The attribute in which a Sentry Logs record names the event id it was stored under before.
+REPLAYED_ID = "shim.event_id"
+_EVENT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,11 @@ def ingest_envelope(
     batch = Batch(received_at=isoformat_utc(received))
     result = Ingested(batch)
     counts: Counter[str] = Counter()
+    copies: Counter[bytes] = Counter()  # the envelope's log records by content
     for number, item in enumerate(envelope.items, start=1):
         counts[item.type] += 1
         try:
-            _ingest_item(item, envelope, project_id, received, limits, result)
+            _ingest_item(item, envelope, project_id, received, limits, result, copies)
         except ShimError as exc:
             result.problems.append(
                 {"item": number, "type": item.type, "status": exc.status, "detail": exc.detail}
@@ -140,6 +145,7 @@ def _ingest_item(
     received: datetime,
     limits: Limits,
     result: Ingested,
+    copies: Counter[bytes],
 ) -> None:
     if item.type == "event":
         row = _event_row(item, envelope, project_id, received, limits)
@@ -150,10 +156,10 @@ def _ingest_item(
         records = payload.get("items") if isinstance(payload, dict) else None
         if not isinstance(records, list):
             raise InvalidEvent("log item must be an object with an `items` list")
-        for index, record in enumerate(limits.scrubber.value(records)):
+        for record in limits.scrubber.value(records):
             if isinstance(record, dict):
                 result.batch.error_logs.append(
-                    log_record(record, index, envelope, project_id, received)
+                    log_record(record, copies, envelope, project_id, received)
                 )
     elif item.type == "check_in":
         result.batch.check_ins.append(
@@ -172,6 +178,29 @@ def _attributes(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def log_record_id(record: dict[str, Any], copies: Counter[bytes]) -> str:
+    """The event id of a Sentry Logs record, which carries none: a hash of its content, so that a
+    retried envelope, or the record sent again on its own, is recognised (rows are found by event
+    id, as an event's are). Its place in the envelope does not count; only a record identical to
+    an earlier one of the same envelope (same time, body and attributes) counts how many came
+    before it, so that both are kept. The first copy hashes as ``[0, record]``, as every record
+    did before the place stopped counting, so the ids of those rows did not change."""
+    content = orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    copy = copies[content]
+    copies[content] = copy + 1
+    # The same bytes as orjson.dumps([copy, record]) with the same options.
+    return hashlib.sha256(b"[%d,%s]" % (copy, content)).hexdigest()[:32]
+
+
+def _claimed_id(attributes: dict[str, Any]) -> str | None:
+    """The id a record names for itself in the ``shim.event_id`` attribute (``shim replay`` sends
+    each logged row with the id it was stored under), taken out of the attributes."""
+    claimed = attributes.pop(REPLAYED_ID, None)
+    if isinstance(claimed, str) and _EVENT_ID.fullmatch(claimed):
+        return claimed
+    return None
+
+
 def _log_level(record: dict[str, Any]) -> str:
     if isinstance(record.get("level"), str):
         return policy.normalize_level(record["level"], default="info")
@@ -182,19 +211,17 @@ def _log_level(record: dict[str, Any]) -> str:
 
 
 def log_record(
-    record: dict[str, Any], index: int, envelope: Envelope, project_id: str, received: datetime
+    record: dict[str, Any], copies: Counter[bytes], envelope: Envelope, project_id: str,
+    received: datetime,
 ) -> ErrorLog:
-    """One Sentry Logs record as an error_logs row (logs never open bugs)."""
+    """One Sentry Logs record as an error_logs row (logs never open bugs). ``copies`` counts the
+    records of its envelope so far by content (see ``log_record_id``)."""
     attributes = _attributes(record)
     body = str(record.get("body") if record.get("body") is not None else "")
     template = attributes.get("sentry.message.template")
     logger = attributes.get("logger.name")
     trace_id = record.get("trace_id")
-    # Records carry no event id of their own; hashing the record makes a retried envelope
-    # idempotent (its rows are found by event id, as an event's are).
-    digest = hashlib.sha256(
-        orjson.dumps([index, record], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    ).hexdigest()[:32]
+    digest = _claimed_id(attributes) or log_record_id(record, copies)
     context: dict[str, Any] = {"attributes": attributes}
     for key, attribute in (("environment", "sentry.environment"), ("release", "sentry.release"),
                            ("server_name", "server.address")):

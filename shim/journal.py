@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shim.backup import BackupLog, parse_line
+from shim.held import Held, asked, sift
 from shim.records import Batch, Stored
 from shim.store import Store
 
@@ -50,21 +51,46 @@ class Journal:
         self.store.close()
 
     def commit(self, batches: Sequence[Batch]) -> list[list[Stored]] | None:
-        """Log and apply ``batches``; ``None`` when they are only logged (the store is behind).
+        """Log and apply ``batches``, without what the store already holds (``shim.held``: a
+        retried or replayed event adds no line either); ``None`` when they are only logged (the
+        store is behind, or cannot say what it holds).
 
         Raises ``OSError`` when the log itself cannot be written: then nothing was kept.
         """
         with self.backup.locked():
             applied, start = self.backup.applied(), self.backup.end()
-            end = self.backup.append_batches(list(batches))
-            if applied != start:
+            if applied != start:  # the log holds lines the store lacks: it cannot tell
+                self.backup.append_batches(list(batches))
                 return None
             try:
-                results = self._apply(batches)
+                sifted = sift(batches, self._held(batches))
+            except StoreDown:
+                self.backup.append_batches(list(batches))
+                return None
+            if not sifted.kept:  # all of it is stored already: nothing to log or apply
+                return sifted.results([])
+            end = self.backup.append_batches(sifted.kept)
+            try:
+                results = self._apply(sifted.kept)
             except StoreDown:
                 return None
             self.backup.mark_applied(end)
-            return results
+            return sifted.results(results)
+
+    def _held(self, batches: Sequence[Batch]) -> Held:
+        """What the store holds of the ids in ``batches``. Only the store's own failure stops the
+        commit (``StoreDown``); if the question fails otherwise, nothing is left out."""
+        event_ids, check_in_ids = asked(batches)
+        if not event_ids and not check_in_ids:
+            return Held()
+        try:
+            return self.store.held(event_ids, check_in_ids)
+        except Exception as exc:
+            if _store_trouble(exc):
+                log.warning("store unavailable (%s); events are kept in the backup log", exc)
+                raise StoreDown(str(exc)) from exc
+            log.exception("could not ask the store which events it holds")
+            return Held()
 
     def lag(self) -> tuple[bool, int]:
         """(behind, bytes of log not yet applied, counted within the marker's day file)."""

@@ -31,6 +31,7 @@ import orjson
 from shim import __version__
 from shim.envelope import parse_envelope
 from shim.errors import InvalidEnvelope
+from shim.ingest import REPLAYED_ID
 
 _DAY_FILE = re.compile(r"\d{4}-\d{2}-\d{2}\.jsonl")
 _SDK = {"name": "shim.replay", "version": __version__}
@@ -249,9 +250,12 @@ def event_from_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def log_record_from_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A Sentry Logs record for a row that came from one (the server hashes it into a new id)."""
+    """A Sentry Logs record for a row that came from one. Records carry no id of their own (the
+    server hashes their content), and this one is rebuilt, so it names the row's id in the
+    ``shim.event_id`` attribute: a replay into the server that stored it changes nothing."""
     context = row.get("context") or {}
     attributes = {str(k): _attribute(v) for k, v in (context.get("attributes") or {}).items()}
+    attributes[REPLAYED_ID] = _attribute(str(row["event_id"]))
     record: dict[str, Any] = {
         "timestamp": datetime.fromisoformat(str(row["created_at"])).timestamp(),
         "level": _sentry_level(row.get("log_level")),

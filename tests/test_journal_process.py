@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def batches() -> list[Batch]:
     envelope = type("E", (), {"headers": {"sdk": {"name": "sentry.python"}}})()
     record = log_record({"body": "queue drained", "level": "info", "attributes": {
         "logger.name": {"value": "worker", "type": "string"}}, "timestamp": 1764331200.5},
-        0, envelope, "1", RECEIVED)  # type: ignore[arg-type]
+        Counter(), envelope, "1", RECEIVED)  # type: ignore[arg-type]
     crash = event("disk full on /data")
     return [
         Batch(error_logs=[crash, event("disk full on /data"), event("just so", level="info")],

@@ -14,6 +14,7 @@ import re
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -611,7 +612,8 @@ def test_row_ids_are_version_7_uuids_in_the_order_rows_are_made() -> None:
     event_row = normalize_event({"message": "m"}, event_id=None, project_id="1",
                                 received=received, bug_level="error")
     time.sleep(0.002)
-    record_row = log_record({"body": "b", "level": "info"}, 0, Envelope({}), "1", received)
+    record_row = log_record({"body": "b", "level": "info"}, Counter(), Envelope({}), "1",
+                            received)
     time.sleep(0.002)
     ids = [event_row.id, record_row.id, new_row_id()]
     parsed = [uuid.UUID(i) for i in ids]

@@ -192,9 +192,10 @@ def test_backup_log_moved_to_another_server_reproduces_rows_and_bugs(
     traced = next(r for r in events if r["stack_trace"] and "line" in r["stack_trace"])
     assert json.loads(by_id[traced["event_id"]]["context"])["extra"]["stack_trace"] == (
         traced["stack_trace"])
-    # Sentry Logs records get their id from their content, which a replay rebuilds: same rows.
+    # Sentry Logs records carry no id; a replayed one names the id its row has: same rows, same ids.
     def log_rows(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return sorted(tuple(r[k] for k in same) for r in rows if r["item_type"] == "log")
+        return sorted(tuple(r[k] for k in ("event_id", *same)) for r in rows
+                      if r["item_type"] == "log")
     assert log_rows(copy) == log_rows(source) and log_rows(source)
 
     bug_fields = "bug_number, title, severity, priority, component, error_type, " \

@@ -55,6 +55,7 @@ from sdk_config._options import (
     unknown_options,
     wants_logs,
 )
+from sdk_config._tags import LogHook, tagged_logs
 from sdk_config.tracker import sentry_level
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -457,6 +458,33 @@ def test_callers_integrations_are_added_and_replace_ours_of_the_same_kind() -> N
     assert options is not None
     assert [type(i) for i in options["integrations"]] == [AtexitIntegration, LoggingIntegration]
     assert options["integrations"][-1] is theirs
+
+
+def keep_body(log: dict[str, Any], hint: Any) -> dict[str, Any] | None:
+    return {"body": log["body"], "attributes": dict(log["attributes"])}
+
+
+@pytest.mark.parametrize(("attributes", "send_pii", "theirs", "log", "expected"), [
+    ({"component": "ocr", "workspace_id": "ws-1"}, False, None,
+     {"body": "b", "attributes": {"sentry.origin": "auto.log.stdlib"}},
+     {"body": "b", "attributes": {"sentry.origin": "auto.log.stdlib", "component": "ocr",
+                                  "workspace_id": "ws-1"}}),
+    ({"component": "ocr"}, False, None, {"body": "b"},
+     {"body": "b", "attributes": {"component": "ocr"}}),
+    ({"component": "ocr"}, False, None, {"body": "b", "attributes": {"component": "own"}},
+     {"body": "b", "attributes": {"component": "own"}}),  # the log's own attribute wins
+    ({}, False, None, {"body": "b", "attributes": {"user.id": "u", "user.email": "e", "u": 1}},
+     {"body": "b", "attributes": {"u": 1}}),  # 2.40-2.48 add the user whatever the PII option
+    ({}, True, None, {"body": "b", "attributes": {"user.id": "u"}},
+     {"body": "b", "attributes": {"user.id": "u"}}),
+    ({"component": "ocr"}, False, keep_body, {"body": "b", "attributes": {}, "level": "info"},
+     {"body": "b", "attributes": {"component": "ocr"}}),  # the caller's hook sees our attributes
+    ({"component": "ocr"}, False, lambda log, hint: None, {"body": "b"}, None),
+])
+def test_tagged_logs(attributes: dict[str, str], send_pii: bool, theirs: LogHook | None,
+                     log: dict[str, Any], expected: dict[str, Any] | None) -> None:
+    """The before_send_log of sentry-sdk 2.40-2.48, which hold no attributes on the scope."""
+    assert tagged_logs(theirs, send_pii=send_pii, attributes=attributes)(log, {}) == expected
 
 
 OPTIONS_OF_THIS_MAJOR = """

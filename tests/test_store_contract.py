@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pg import new_database
 
+from shim.held import Held
 from shim.normalize import normalize_event
 from shim.records import Batch, CheckIn, ErrorLog, StatusChange
 from shim.store import Store, iter_bugs, open_store
@@ -237,6 +238,20 @@ def test_check_ins_are_upserted_by_id(store_url: str, store: Store) -> None:
     row = rows[0]
     assert (row["status"], row["duration"], row["environment"]) == ("ok", 12.5, "prod")
     assert row["monitor_config"] == start.monitor_config
+
+
+def test_held_names_the_stored_event_ids_and_check_in_statuses(store: Store) -> None:
+    stored, other = event("stored"), event("never sent")
+    running = CheckIn(check_in_id="ci-run", project_id="1", monitor_slug="nightly",
+                      status="in_progress", duration=None, environment=None, release=None,
+                      monitor_config=None, created_at=at(T0))
+    finished = dataclasses.replace(running, check_in_id="ci-done", status="error")
+    assert store.held([], []) == Held()
+    assert store.held([stored.event_id], ["ci-run"]) == Held()
+    store.write([batch(stored, check_ins=[running, finished])])
+    many = [uuid.uuid4().hex for _ in range(1200)]  # more than one statement's (or URL's) worth
+    held = store.held([*many, other.event_id, stored.event_id], ["ci-run", "ci-done", "ci-no"])
+    assert held == Held(frozenset({stored.event_id}), {"ci-run": "in_progress", "ci-done": "error"})
 
 
 def test_item_counts_add_up_per_hour(store: Store) -> None:

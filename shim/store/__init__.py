@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+from shim.held import Held
 from shim.records import Batch, Stored
 
 
@@ -19,6 +20,11 @@ class Store(Protocol):
 
     def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
         """Store every batch in one transaction; per batch, what happened to each error_log."""
+        ...
+
+    def held(self, event_ids: Sequence[str], check_in_ids: Sequence[str]) -> Held:
+        """Which of these ids the store holds (the journal leaves those items out of a commit,
+        see shim/held.py); raises ``StoreUnavailable`` when it cannot tell."""
         ...
 
     def ping(self) -> bool:

@@ -25,6 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from shim.held import Held
 from shim.records import Batch, Stored
 from shim.store import StoreUnavailable
 from shim.store import migrate as schema
@@ -197,6 +198,25 @@ class PostgresStore:
             raise StoreUnavailable(f"{redacted(self.url)}: {exc}") from exc
         assert row is not None
         return stored_from(batches, row["results"])
+
+    def held(self, event_ids: Sequence[str], check_in_ids: Sequence[str]) -> Held:
+        """One round trip for both kinds of id (each an index lookup)."""
+        if not event_ids and not check_in_ids:
+            return Held()
+        try:
+            if not self._migrated:
+                self.migrate()
+            with self.pool.connection() as conn:
+                found = conn.execute(
+                    "SELECT event_id AS id, NULL AS status FROM error_logs"
+                    " WHERE event_id = ANY(%(events)s)"
+                    " UNION ALL SELECT check_in_id, status FROM check_ins"
+                    " WHERE check_in_id = ANY(%(check_ins)s)",
+                    {"events": list(event_ids), "check_ins": list(check_in_ids)}).fetchall()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"{redacted(self.url)}: {exc}") from exc
+        return Held(frozenset(r["id"] for r in found if r["status"] is None),
+                    {r["id"]: r["status"] for r in found if r["status"] is not None})
 
     # Reads: same arguments and row shapes as SQLiteReads.
 

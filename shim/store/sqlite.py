@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from shim.held import Held
 from shim.records import Batch, ErrorLog, StatusChange, Stored
 from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
@@ -291,10 +292,20 @@ class SQLiteStore(SQLiteReads):
             results.append(stored)
         return results
 
-    def _existing_event_ids(self, event_ids: list[str]) -> set[str]:
+    def held(self, event_ids: Sequence[str], check_in_ids: Sequence[str]) -> Held:
+        try:
+            statuses: dict[str, str] = {}
+            for chunk in _chunks(check_in_ids):
+                statuses.update(self.db.execute(
+                    "SELECT check_in_id, status FROM check_ins WHERE check_in_id IN"
+                    f" ({','.join('?' * len(chunk))})", chunk).fetchall())
+            return Held(frozenset(self._existing_event_ids(event_ids)), statuses)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
+
+    def _existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(event_ids), 500):
-            chunk = event_ids[start:start + 500]
+        for chunk in _chunks(event_ids):
             marks = ",".join("?" * len(chunk))
             found.update(r[0] for r in self.db.execute(
                 f"SELECT event_id FROM error_logs WHERE event_id IN ({marks})", chunk))
@@ -393,6 +404,11 @@ class SQLiteStore(SQLiteReads):
             "INSERT INTO item_counts (hour, item_type, count) VALUES (?, ?, ?)"
             " ON CONFLICT (hour, item_type) DO UPDATE SET count = count + excluded.count",
             [(hour, item_type, n) for (hour, item_type), n in counts.items()])
+
+
+def _chunks(ids: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    """``ids`` in pieces small enough for one statement's parameters."""
+    return [ids[start:start + size] for start in range(0, len(ids), size)]
 
 
 _BUG_NAMESPACE = uuid.UUID("6f1d5c3e-2b1a-4c8e-9d7f-0a1b2c3d4e5f")

@@ -22,6 +22,7 @@ import orjson
 from postgrest import APIError, CountMethod, SyncSelectRequestBuilder
 from supabase import Client, ClientOptions, create_client
 
+from shim.held import Held
 from shim.records import Batch, Stored
 from shim.store import StoreUnavailable
 from shim.store import migrate as schema
@@ -137,6 +138,24 @@ class SupabaseStore:
         payload = orjson.loads(ingest_payload(batches, self.related_logs))
         outcomes = self._run(self.client.rpc("shim_ingest", {"batch": payload})).data
         return stored_from(batches, outcomes)
+
+    def held(self, event_ids: Sequence[str], check_in_ids: Sequence[str]) -> Held:
+        """A select per kind of id (per 100 ids, which keeps the URL short)."""
+        if not self._checked and (event_ids or check_in_ids):
+            self.migrate()
+        events: set[str] = set()
+        statuses: dict[str, str] = {}
+        for start in range(0, len(event_ids), 100):
+            chunk = list(event_ids[start:start + 100])
+            events.update(row["event_id"] for row in self._run(
+                self.client.table("error_logs").select("event_id").in_("event_id", chunk)
+                .limit(len(chunk))).data)
+        for start in range(0, len(check_in_ids), 100):
+            chunk = list(check_in_ids[start:start + 100])
+            statuses.update((row["check_in_id"], row["status"]) for row in self._run(
+                self.client.table("check_ins").select("check_in_id,status")
+                .in_("check_in_id", chunk).limit(len(chunk))).data)
+        return Held(frozenset(events), statuses)
 
     # Reads: same arguments and row shapes as SQLiteReads and PostgresStore.
 
