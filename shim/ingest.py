@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from shim import grouping, policy, projection
+from shim import grouping, policy, projection, trim
 from shim.envelope import Envelope, Item, parse_event_id
 from shim.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
 from shim.normalize import (
@@ -53,6 +53,7 @@ class Ingested:
     batch: Batch
     event_id: str | None = None  # the id to answer with; only when an event was sent
     problems: list[dict[str, Any]] = field(default_factory=list)
+    trimmed: int = 0  # events stored trimmed, being over ``max_event_bytes`` (``shim.trim``)
 
     @property
     def status(self) -> int:
@@ -91,13 +92,22 @@ def ingest_envelope(
 
 
 def ingest_store(
-    event: object, project_id: str, received: datetime, limits: Limits
+    event: object, project_id: str, received: datetime, limits: Limits, size: int = 0
 ) -> Ingested:
-    row = normalize_event(event, event_id=None, project_id=project_id, received=received,
-                          bug_level=limits.bug_level, item_type="store", scrubber=limits.scrubber)
+    """A legacy store body's event; ``size``, its length as received, decides whether it is
+    trimmed (``shim.trim``)."""
+    if size > limits.max_event_bytes:
+        row = trim.oversized_row(event, size, max_bytes=limits.max_event_bytes, event_id=None,
+                                 project_id=project_id, received=received,
+                                 bug_level=limits.bug_level, item_type="store",
+                                 scrubber=limits.scrubber)
+    else:
+        row = normalize_event(event, event_id=None, project_id=project_id, received=received,
+                              bug_level=limits.bug_level, item_type="store",
+                              scrubber=limits.scrubber)
     batch = Batch(error_logs=[row], item_counts={"event": 1},
                   received_at=isoformat_utc(received))
-    return Ingested(batch, event_id=row.event_id)
+    return Ingested(batch, event_id=row.event_id, trimmed=int("_trimmed" in row.context))
 
 
 def _payload(item: Item, limits: Limits) -> bytes:
@@ -148,7 +158,14 @@ def _ingest_item(
     copies: Counter[bytes],
 ) -> None:
     if item.type == "event":
-        row = _event_row(item, envelope, project_id, received, limits)
+        if len(item.payload) > limits.max_event_bytes:  # trimmed to fit, not refused
+            row = trim.oversized_row(
+                _json(item, item.payload), len(item.payload), max_bytes=limits.max_event_bytes,
+                event_id=envelope.event_id, project_id=project_id, received=received,
+                bug_level=limits.bug_level, scrubber=limits.scrubber)
+            result.trimmed += "_trimmed" in row.context
+        else:
+            row = _event_row(item, envelope, project_id, received, limits)
         result.batch.error_logs.append(row)
         result.event_id = result.event_id or row.event_id
     elif item.type == "log":

@@ -171,7 +171,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHIM_MAX_DECODED_BYTES", "max_decoded_bytes", _positive_int, str(100 * 1024 * 1024),
             "Largest request body accepted after decompression."),
     Setting("SHIM_MAX_EVENT_BYTES", "max_event_bytes", _positive_int, str(1024 * 1024),
-            "Largest single event, log or check-in item; larger items are skipped and reported."),
+            "Largest event, log or check-in item kept as sent; a larger event is trimmed to fit "
+            "and stored (what was cut is listed in its `context._trimmed`), a larger log or "
+            "check-in item is skipped and reported (413)."),
     Setting("SHIM_READ_TIMEOUT", "read_timeout", _positive_float, "30",
             "Seconds a request body may take to arrive; slower senders get 408."),
     Setting("SHIM_RELATED_LOGS", "related_logs", _positive_int, "20",
