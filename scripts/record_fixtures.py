@@ -84,6 +84,8 @@ def python(options: str, component: str, body: str) -> str:
 GZIP = "_experiments={'transport_compression_algo': 'gzip'}"
 BROTLI = "_experiments={'transport_compression_algo': 'br'}"
 UNCOMPRESSED = "_experiments={'transport_compression_level': 0}"
+# 2.x sends Sentry Logs only with enable_logs; 3.x always does and has no such option.
+ENABLE_LOGS = "**({} if sentry_sdk.VERSION.startswith('3.') else {'enable_logs': True})"
 CAPTURED = """
 def read_page(number):
     raise ValueError(f"page {number} is empty")
@@ -130,7 +132,7 @@ def _row(level: str, component: str, error_type: str | None = None, item_type: s
             "error_type": error_type, **more}
 
 
-PYTHON = (  # sentry-sdk 2.x: envelopes, gzip or brotli
+PYTHON = (  # sentry-sdk 2.x and 3.x: envelopes, gzip or brotli
     Scenario("exception_gzip", "capture_exception() of a handled ValueError, gzip",
              python(GZIP, "ocr-analyser", CAPTURED),
              rows=(_row("error", "ocr-analyser", "ValueError", error_message="page 3 is empty"),)),
@@ -147,7 +149,7 @@ PYTHON = (  # sentry-sdk 2.x: envelopes, gzip or brotli
     Scenario("check_in_uncompressed", "a cron check-in, in_progress then ok, uncompressed",
              python(UNCOMPRESSED, "backup", CHECK_IN), check_ins=("ok",)),
     Scenario("logs_br", "two Sentry Logs records (warning, error), brotli",
-             python("enable_logs=True", "uploader", LOGS),
+             python(ENABLE_LOGS, "uploader", LOGS),
              rows=(_row("warning", "uploader", item_type="log",
                         message="Retrying upload of scan-0042.pdf"),
                    _row("error", "uploader", item_type="log"))),
