@@ -2,14 +2,15 @@
 
 Callers of ``sdk_config.init`` speak one language, 2.x's: ``send_default_pii``, ``enable_logs``,
 ``include_local_variables`` and the rest. 3.x renamed or removed several of these and changed
-defaults a scanner notices (stdlib logging sends nothing, message events carry every thread's stack
-with its locals, unraisable exceptions become events). This module turns the caller's options into
+defaults a scanner notices (stdlib logging sends nothing, message events carry the calling thread's
+stack with its locals, unraisable exceptions become events). This module turns the caller's options into
 what the installed SDK accepts, with the behaviour the scripts had on 2.x. It reads the SDK's
 version and option names but sends nothing; ``_init`` does that.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import socket
 from collections.abc import Mapping
@@ -111,7 +112,7 @@ def _translate_to_3(options: dict[str, Any], defaults: dict[str, Any],
                     integrations: list[Integration]) -> None:
     """2.x's privacy and stack options as 3.x's ``data_collection``, and 3.x's extra default
     integration switched off (in place)."""
-    collection = dict(NO_PII)
+    collection = copy.deepcopy(NO_PII)  # the SDK may keep it: never share ours
     if options.pop("send_default_pii", False):
         collection = {}  # 3.x collects everything by default, as 2.x's send_default_pii=True
     if options.pop("include_local_variables", True) is False:
