@@ -65,7 +65,7 @@ _FRAME_FIELDS = frozenset({*FRAME_KEYS, "vars"})
 # frames or fewer is not deep (only the core step cuts it).
 _FRAMES_KEPT = (50, 25, 10)
 # (longest string, exceptions of the chain, frames at each end) of the core, tried in turn.
-_CORE = ((1024, 4, 16), (256, 2, 4), (64, 1, 1))
+_CORE = ((1024, 4, 16), (256, 2, 4), (64, 1, 1), (16, 1, 1))
 _CORE_SCALARS = ("event_id", "timestamp", "level", "platform", "logger", "transaction",
                  "release", "environment", "server_name", "dist")
 _CORE_TAGS = ("component", "workspace_id", "request_id")

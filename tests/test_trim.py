@@ -12,6 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as statistic
+from hypothesis import strategies as st
 from sentry_sdk import envelope as sdk_envelope
 
 from shim import trim
@@ -399,3 +402,70 @@ def test_an_oversized_event_that_is_not_an_object_is_invalid() -> None:
                              LIMITS)
     assert result.status == 400 and "JSON object" in result.problems[0]["detail"]
 
+
+
+# -- any event: fits with exact accounting (or is refused), and groups as it would whole ----
+
+_SCALARS = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+            | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+            | st.text(alphabet="ab\u00e9\u2028\"\\\n", min_size=200, max_size=2000))
+_JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=8)
+                     | st.dictionaries(st.text(max_size=10), inner, max_size=8), max_leaves=40)
+_FRAME = st.fixed_dictionaries({}, optional={
+    **{key: st.text(max_size=300) for key in ("module", "function", "filename",
+                                               "context_line")},
+    "in_app": st.booleans(), "lineno": st.integers(0, 10**6), "vars": _JSON,
+    "pre_context": st.lists(st.text(max_size=100), max_size=5)})
+_VALUE = st.fixed_dictionaries({}, optional={
+    "type": st.text(max_size=600), "value": st.text(max_size=600),
+    "mechanism": st.fixed_dictionaries({"handled": st.booleans()}),
+    "stacktrace": st.fixed_dictionaries({"frames": st.lists(_FRAME, max_size=60)})})
+_EVENTS = st.fixed_dictionaries({}, optional={
+    "level": st.sampled_from(["fatal", "error", "info"]) | st.text(max_size=5),
+    "logger": st.text(max_size=300), "transaction": st.text(max_size=300),
+    "message": st.text(max_size=3000), "logentry": st.fixed_dictionaries(
+        {"message": st.text(max_size=3000)}, optional={"params": st.lists(_SCALARS, max_size=3)}),
+    "exception": st.fixed_dictionaries({"values": st.lists(_VALUE, max_size=6)}),
+    "threads": st.fixed_dictionaries({"values": st.lists(_VALUE, max_size=3)}),
+    "fingerprint": st.lists(st.sampled_from(["{{ default }}", "{{ message }}", "x"]),
+                            max_size=3),
+    "tags": st.dictionaries(st.text(max_size=20), st.text(max_size=400), max_size=20),
+    "breadcrumbs": st.fixed_dictionaries({"values": st.lists(_JSON, max_size=30)}),
+    "request": st.fixed_dictionaries({"url": st.text(max_size=50)}, optional={"data": _JSON}),
+    **{key: _JSON for key in ("extra", "contexts", "user", "modules", "sdk")},
+})
+
+
+def _scaled(raw: dict[str, Any], scale: int) -> dict[str, Any]:
+    """``raw`` with its breadcrumbs and frames repeated ``scale`` times (Hypothesis draws short
+    lists; real events are long)."""
+    crumbs = raw.get("breadcrumbs", {}).get("values")
+    if crumbs:
+        raw["breadcrumbs"]["values"] = crumbs * scale
+    for value in raw.get("exception", {}).get("values", []):
+        if "stacktrace" in value:
+            value["stacktrace"]["frames"] = value["stacktrace"]["frames"] * scale
+    return orjson.loads(orjson.dumps(raw))  # every part its own object, as parsed
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,  # the same examples every run (CI)
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(raw=_EVENTS, scale=st.integers(1, 60), share=st.integers(1, 99))
+def test_any_event_is_trimmed_exactly_or_refused(raw: dict[str, Any], scale: int,
+                                                 share: int) -> None:
+    raw = _scaled(raw, scale)
+    payload = orjson.dumps(raw)
+    max_bytes = max(len(payload) * share // 100, 300)  # a cap below the event's size
+    try:
+        result = trim.trim(orjson.loads(payload), max_bytes, len(payload))
+    except PayloadTooLarge:
+        assert max_bytes < 6000  # only a cap below the largest core refuses
+        statistic("refused")
+        return
+    statistic(f"last step {result.steps[-1]['cut'] if result.steps else None}")
+    assert result.stored_bytes == len(orjson.dumps(result.event)) <= max_bytes
+    assert sum(s["bytes"] for s in result.steps) == result.measured_bytes - result.stored_bytes
+    assert [s["cut"] for s in result.steps] == sorted((s["cut"] for s in result.steps),
+                                                      key=STEP_NAMES.index)
+    if result.steps:
+        assert row_of(raw, max_bytes).fingerprint == full_row(raw).fingerprint
