@@ -50,6 +50,8 @@ from shim.journal import Journal
 from shim.journal_process import Config, JournalProcess
 from shim.ratelimit import RateLimiter
 from shim.records import Batch
+from shim.refusals import STATUSES as REFUSALS
+from shim.refusals import Refusals
 from shim.scrub import Scrubber
 from shim.settings import Settings
 from shim.store import Store, open_store
@@ -57,6 +59,7 @@ from shim.storm import StormGuard
 from shim.writer import StoreFailed, Writer
 
 log = logging.getLogger("shim")
+REFUSED_KEY = "shim.key"  # the scope's note of a key read from the envelope header
 
 
 class JSON(JSONResponse):
@@ -84,6 +87,7 @@ class State:
         self.items: Counter[str] = Counter()
         self.stored = 0
         self.duplicates = 0
+        self.refusals = Refusals()
         self.trimmed = 0  # events over SHIM_MAX_EVENT_BYTES stored trimmed (shim.trim)
         self.started = time.time()
 
@@ -180,6 +184,7 @@ async def _envelope(state: State, project: str, request: Request) -> dict[str, A
     envelope = parse_envelope(data)
     if not key:
         key = key_from_dsn(envelope.headers.get("dsn"))
+        request.scope[REFUSED_KEY] = key  # for the refusal's warning (``_error``)
         state.keys.check(key, project_id)
     assert key is not None  # check() refused a missing key
     if len(data) > state.settings.max_event_bytes:  # trimming an event takes a while: not
@@ -252,13 +257,16 @@ async def healthz(request: Request) -> Response:
         "transactions": state.writer.transactions,
         "items": dict(state.items),
         "rate_limited": state.limiter.refused,
+        "refused": state.refusals.as_json(),
         "stored_slim": state.storm.slimmed,
     # Unable to keep events at all (the backup log cannot be written): unhealthy, so a container
     # health check notices. A store that is only behind still takes events: healthy, degraded.
     }, status_code=503 if writer.log_error else 200)
 
 
-def _error(request: Request, exc: Exception) -> Response:
+def _error(request: Request, exc: Exception, state: State | None = None) -> Response:
+    """The one JSON error shape; refusals (401, 403, 413, 429) are also counted and told
+    (``shim.refusals``)."""
     if isinstance(exc, ShimError):
         status, body, headers = exc.status, exc.body(), dict(exc.headers)
     elif isinstance(exc, HTTPException):
@@ -270,6 +278,11 @@ def _error(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         status, body, headers = 500, {"detail": "internal error", "code": "internal"}, {}
     headers["X-Sentry-Error"] = str(body["detail"])[:200].encode("ascii", "replace").decode()
+    if status in REFUSALS:
+        state = state or getattr(request.app.state, "shim", None)  # (Starlette's door)
+        if state is not None:
+            key = request.scope.get(REFUSED_KEY) or request_key(request.headers, _query(request))
+            state.refusals.note(status, key, str(body["detail"]), request.url.path)
     return JSON(body, status_code=status, headers=headers)
 
 
@@ -312,7 +325,7 @@ class Edge:
         except ClientDisconnect:
             return  # nobody to answer (uvicorn sends nothing to a closed connection)
         except Exception as exc:
-            response = _error(request, exc)
+            response = _error(request, exc, state)
         response.raw_headers.append((b"vary", b"Origin"))
         await response(scope, receive, send)
 
