@@ -53,11 +53,13 @@ class Sifted:
     batches: Sequence[Batch]
     kept: list[Batch]
     # Per original batch: its index in ``kept`` (None: nothing of it kept), and per row whether
-    # the row was kept.
-    _plan: list[tuple[int | None, list[bool]]]
+    # the row was kept; None when everything was kept as it was.
+    _plan: list[tuple[int | None, list[bool]]] | None
 
     def results(self, stored: Sequence[list[Stored]]) -> list[list[Stored]]:
         """Per original batch, per row: the store's answer, or a duplicate for a held row."""
+        if self._plan is None:
+            return list(stored)
         answers: list[list[Stored]] = []
         for batch, (index, kept_rows) in zip(self.batches, self._plan, strict=True):
             of_kept = iter(stored[index] if index is not None else ())
@@ -70,6 +72,8 @@ class Sifted:
 
 def sift(batches: Sequence[Batch], held: Held) -> Sifted:
     """``batches`` without the items ``held`` (or an earlier batch of them) already has."""
+    if not held.event_ids and not held.check_ins and _distinct(batches):
+        return Sifted(batches, list(batches), None)  # the usual commit: every item is new
     event_ids = set(held.event_ids)
     statuses = dict(held.check_ins)
     kept: list[Batch] = []
@@ -90,6 +94,12 @@ def sift(batches: Sequence[Batch], held: Held) -> Sifted:
             plan.append((len(kept), kept_rows))
             kept.append(left)
     return Sifted(batches, kept, plan)
+
+
+def _distinct(batches: Sequence[Batch]) -> bool:
+    """No event id, nor check-in id, comes twice."""
+    event_ids, check_in_ids = asked(batches)
+    return len(set(event_ids)) == len(event_ids) and len(set(check_in_ids)) == len(check_in_ids)
 
 
 def _new_row(row: ErrorLog, event_ids: set[str]) -> bool:

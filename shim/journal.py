@@ -63,23 +63,25 @@ class Journal:
                 self.backup.append_batches(list(batches))
                 return None
             try:
-                sifted = sift(batches, self._held(batches))
+                held = self._held(batches)
             except StoreDown:
                 self.backup.append_batches(list(batches))
                 return None
+            sifted = sift(batches, held or Held())
             if not sifted.kept:  # all of it is stored already: nothing to log or apply
                 return sifted.results([])
             end = self.backup.append_batches(sifted.kept)
             try:
-                results = self._apply(sifted.kept)
+                # What the store was just asked about it need not look up again.
+                results = self._apply(sifted.kept, checked=held is not None)
             except StoreDown:
                 return None
             self.backup.mark_applied(end)
             return sifted.results(results)
 
-    def _held(self, batches: Sequence[Batch]) -> Held:
+    def _held(self, batches: Sequence[Batch]) -> Held | None:
         """What the store holds of the ids in ``batches``. Only the store's own failure stops the
-        commit (``StoreDown``); if the question fails otherwise, nothing is left out."""
+        commit (``StoreDown``); if the question fails otherwise (None), nothing is left out."""
         event_ids, check_in_ids = asked(batches)
         if not event_ids and not check_in_ids:
             return Held()
@@ -90,7 +92,7 @@ class Journal:
                 log.warning("store unavailable (%s); events are kept in the backup log", exc)
                 raise StoreDown(str(exc)) from exc
             log.exception("could not ask the store which events it holds")
-            return Held()
+            return None
 
     def lag(self) -> tuple[bool, int]:
         """(behind, bytes of log not yet applied, counted within the marker's day file)."""
@@ -129,9 +131,9 @@ class Journal:
             self.backup.mark_applied(position)
             return position == self.backup.end()
 
-    def _apply(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+    def _apply(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
         try:
-            return self.store.write(batches)
+            return self.store.write(batches, checked=checked)
         except Exception as exc:
             if _store_trouble(exc) or not self.store.ping():
                 log.warning("store unavailable (%s); events are kept in the backup log", exc)

@@ -117,6 +117,21 @@ def test_an_event_id_is_stored_once(store: Store) -> None:
     assert bug["occurrence_count"] == 2
 
 
+def test_a_checked_write_still_stores_an_event_id_once(store: Store) -> None:
+    """``checked``: ``held`` found none of the ids; one stored meanwhile (by a writer outside the
+    backup log's lock) is still a duplicate, and its bug is counted once."""
+    first = event("disk full")
+    store.write([batch(first)])
+    later, retry = event("disk full"), dataclasses.replace(first, id=str(uuid.uuid4()))
+    [results] = store.write([batch(later, retry)], checked=True)
+    assert [s.duplicate for s in results] == [False, True]
+    assert results[0].bug_number == "BUG-00001" and results[1].bug_id is None
+    assert len(store.list_logs()) == 2
+    assert next(iter_bugs(store))["occurrence_count"] == 2
+    [[fresh]] = store.write([batch(event("disk full"))], checked=True)
+    assert not fresh.duplicate and next(iter_bugs(store))["occurrence_count"] == 3
+
+
 def test_nul_characters_are_stored_without_losing_the_event(store: Store) -> None:
     """Postgres text and jsonb cannot hold U+0000, which SDK payloads may carry: it becomes
     U+FFFD there; SQLite keeps it. Either way the event and its context are stored."""

@@ -89,6 +89,8 @@ def store(make_store: MakeStore) -> SupabaseStore:
 # The store contract, again, on this backend (the tests that compare backends or reopen by URL
 # are for the URL-based stores).
 test_an_event_id_is_stored_once = contract.test_an_event_id_is_stored_once
+test_a_checked_write_still_stores_an_event_id_once = (
+    contract.test_a_checked_write_still_stores_an_event_id_once)
 test_repeats_update_one_bug = contract.test_repeats_update_one_bug
 test_severity_only_escalates = contract.test_severity_only_escalates
 test_bug_numbers_increase_in_arrival_order_and_stay_with_their_bug = (

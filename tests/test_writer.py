@@ -80,11 +80,11 @@ class GatedStore(SQLiteStore):
         self.gate = threading.Event()
         self.writes: list[int] = []  # requests per write
 
-    def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+    def write(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
         self.entered.set()
         self.gate.wait(10)
         self.writes.append(len(batches))
-        return super().write(batches)
+        return super().write(batches, checked)
 
 
 def test_with_overlap_the_loop_ingests_while_a_commit_runs_and_the_next_ones_share_a_commit(

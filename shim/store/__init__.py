@@ -18,8 +18,10 @@ class Store(Protocol):
     # the event loop ingest the next requests meanwhile (see shim/writer.py).
     overlaps_commits: bool
 
-    def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
-        """Store every batch in one transaction; per batch, what happened to each error_log."""
+    def write(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
+        """Store every batch in one transaction; per batch, what happened to each error_log.
+        ``checked``: ``held`` has just said none of their event ids is stored (a store may then
+        skip looking them up again, as long as an id stored meanwhile is still stored once)."""
         ...
 
     def held(self, event_ids: Sequence[str], check_in_ids: Sequence[str]) -> Held:

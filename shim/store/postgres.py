@@ -181,7 +181,8 @@ class PostgresStore:
     def summary(self) -> dict[str, Any]:
         return {"backend": "postgres", "url": redacted(self.url)}
 
-    def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+    def write(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
+        # ``checked`` changes nothing here: shim_ingest's ON CONFLICT settles duplicates anyway.
         payload = ingest_payload(batches, self.related_logs)
         try:
             if not self._migrated:

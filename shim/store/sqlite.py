@@ -127,6 +127,14 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
+# A row whose event id is there after all is skipped, and the write done again (``write``).
+_INSERT_LOG_CHECKED = _INSERT_LOG.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+
+
+class _Raced(Exception):
+    """A row the caller found not stored was stored meanwhile (``write(checked=True)``)."""
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
@@ -217,43 +225,55 @@ class SQLiteStore(SQLiteReads):
     def summary(self) -> dict[str, Any]:
         return {"backend": "sqlite", "path": self.path}
 
-    def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
-        db = self.db
+    def write(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
+        """``checked``: the caller found none of these event ids stored (``held``, under the
+        backup log's lock, which every writer of the server's data dir takes), so the rows are
+        inserted without looking them up again; one that is there after all (written by
+        something outside that lock meanwhile) undoes the transaction, which is done again the
+        usual way."""
         try:
-            db.execute("BEGIN IMMEDIATE")
             try:
-                results = self._write(batches)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+                return self._transaction(batches, checked)
+            except _Raced:
+                return self._transaction(batches, False)
         except sqlite3.OperationalError as exc:  # locked, disk full, I/O error: not the data
             raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
+
+    def _transaction(self, batches: Sequence[Batch], checked: bool) -> list[list[Stored]]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            results = self._write(batches, checked)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         return results
 
-    def _write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+    def _write(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
         """Events in runs; an operator's status change applies between the runs around it, so a
         replay of the log keeps "resolved, then it happened again" in that order."""
         results: list[list[Stored]] = []
         run: list[Batch] = []
         for batch in batches:
             if batch.status_changes:
-                results.extend(self._write_events(run))
-                results.extend(self._write_events([batch]))
+                results.extend(self._write_events(run, checked))
+                results.extend(self._write_events([batch], checked))
                 for change in batch.status_changes:
                     self._apply_status(change)
                 run = []
             else:
                 run.append(batch)
-        results.extend(self._write_events(run))
+        results.extend(self._write_events(run, checked))
         return results
 
-    def _write_events(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+    def _write_events(self, batches: Sequence[Batch], checked: bool = False
+                      ) -> list[list[Stored]]:
         if not batches:
             return []
         rows = [(row, batch.received_at) for batch in batches for row in batch.error_logs]
-        existing = self._existing_event_ids([row.event_id for row, _ in rows])
+        existing = set() if checked else self._existing_event_ids([row.event_id for row, _ in rows])
         fresh: list[tuple[ErrorLog, str]] = []
         for row, received_at in rows:
             if row.event_id not in existing:
@@ -267,14 +287,16 @@ class SQLiteStore(SQLiteReads):
                 by_fingerprint.setdefault(row.fingerprint, []).append((row, received_at))
         bugs = {fp: self._upsert_bug(group) for fp, group in by_fingerprint.items()}
 
-        self.db.executemany(_INSERT_LOG, [
+        inserted = self.db.executemany(_INSERT_LOG_CHECKED if checked else _INSERT_LOG, [
             (row.id, row.event_id, row.project_id, row.log_level, row.component, row.message,
              row.context_json.decode(), row.error_type, row.error_message, row.stack_trace,
              row.request_id, row.workspace_id, row.fingerprint,
              bugs[row.fingerprint][0] if row.bug is not None else None,
              row.item_type, row.created_at, received_at)
             for row, received_at in fresh
-        ])
+        ]).rowcount
+        if checked and fresh and inserted != len(fresh):
+            raise _Raced  # an event id was stored after all: not fresh, nor its bug's count
         for batch in batches:
             if batch.check_ins:
                 self._write_check_ins(batch)

@@ -131,7 +131,8 @@ class SupabaseStore:
     def summary(self) -> dict[str, Any]:
         return {"backend": "supabase", "url": self.url}
 
-    def write(self, batches: Sequence[Batch]) -> list[list[Stored]]:
+    def write(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
+        # ``checked`` changes nothing here: shim_ingest's ON CONFLICT settles duplicates anyway.
         if not self._checked:
             self.migrate()
         # ingest_payload gives text (for psycopg); the client wants the value it will encode.
