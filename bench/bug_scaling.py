@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shim.backup import BackupLog
-from shim.exporter import export_command, export_env
-from shim.journal import Journal
-from shim.normalize import normalize_event
-from shim.records import Batch, ErrorLog
+from shim.core.event import normalize_event
+from shim.core.records import Batch, ErrorLog
 from shim.settings import Settings
 from shim.store.sqlite import SQLiteStore
+from shim.writer.exporter import export_command, export_env
+from shim.writer.journal import Journal
+from shim.writer.log import BackupLog
 
 RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 FILL_DAYS = 30  # the filled rows' created_at spread over the days before RECEIVED

@@ -6,7 +6,7 @@ contract must do per request, whatever its code, and nothing it could skip:
 
 - what the ceiling does (the same Starlette endpoint, the same decoding);
 - read every item's JSON once, as cheaply as known: an event by msgspec into only the keys a row
-  is built from (``shim.projection``'s decoder, which skips frame variables, source lines and
+  is built from (``shim.core.projection``'s decoder, which skips frame variables, source lines and
   ``modules``), any other item by orjson;
 - append the body as it arrived to a file and fsync it, for all the requests waiting at that
   moment together (the smallest log the rows could be rebuilt from, in group commits, as shim's
@@ -52,15 +52,15 @@ from starlette.routing import Route
 
 from bench.ceiling import decode
 from bench.corpus import read_corpus
-from shim.envelope import Envelope, parse_envelope
-from shim.ingest import Limits, ingest_envelope
-from shim.normalize import isoformat_utc
-from shim.projection import _DECODER
-from shim.records import ErrorLog
-from shim.scrub import Scrubber
+from shim.core.envelope import Envelope, parse_envelope
+from shim.core.event import isoformat_utc
+from shim.core.items import Limits, ingest_envelope
+from shim.core.projection import _DECODER
+from shim.core.records import ErrorLog
+from shim.core.scrub import Scrubber
+from shim.core.storm import StormGuard
 from shim.settings import Settings
 from shim.store.sqlite import _INSERT_LOG, SQLiteStore
-from shim.storm import StormGuard
 
 Values = tuple[object, ...]
 
@@ -94,7 +94,7 @@ def bare_values(row: ErrorLog, received_at: str) -> Values:
 
 def read_items(envelope: Envelope) -> None:
     """Each item's JSON read once, as cheaply as known: an event's by msgspec into only the keys a
-    row is built from (``shim.projection``'s decoder, skipping frame variables and the rest), any
+    row is built from (``shim.core.projection``'s decoder, skipping frame variables and the rest), any
     other item's by orjson."""
     for item in envelope.items:
         if item.type == "event":

@@ -59,12 +59,12 @@ INSTRUMENT = "BENCH_FUZZ_WORKER"  # the work directory, set for the worker: inst
 with (atheris.instrument_imports(include=["shim"]) if atheris and os.environ.get(INSTRUMENT)
       else contextlib.nullcontext()):
     from shim.app import create_app
-    from shim.auth import Keys
-    from shim.backup import batch_lines, parse_line
-    from shim.envelope import MAX_ITEMS, parse_envelope
-    from shim.errors import InvalidEnvelope, ShimError
-    from shim.ingest import Ingested, Limits, ingest_envelope, ingest_store
+    from shim.core.auth import Keys
+    from shim.core.envelope import MAX_ITEMS, parse_envelope
+    from shim.core.errors import InvalidEnvelope, ShimError
+    from shim.core.items import Ingested, Limits, ingest_envelope, ingest_store
     from shim.settings import Settings
+    from shim.writer.log import batch_lines, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "envelopes"

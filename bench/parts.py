@@ -47,10 +47,11 @@ def measure(corpus: Path, envelopes: int) -> dict[str, float]:
     import orjson
 
     from bench.corpus import read_corpus
-    from shim import grouping, normalize, projection, stacktrace
-    from shim.envelope import parse_envelope
-    from shim.ingest import Limits, ingest_envelope, log_record
-    from shim.scrub import Scrubber, scrub_event
+    from shim.core import event as normalize
+    from shim.core import grouping, projection, stacktrace
+    from shim.core.envelope import parse_envelope
+    from shim.core.items import Limits, ingest_envelope, log_record
+    from shim.core.scrub import Scrubber, scrub_event
 
     _, bodies = read_corpus(corpus, "gzip")
     parsed = [parse_envelope(zlib.decompress(body.data, 31)) for body in bodies[:envelopes]]

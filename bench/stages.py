@@ -35,16 +35,16 @@ import orjson
 
 from bench.corpus import Body, read_corpus
 from bench.floor import Keeper, bare_values, read_items
-from shim.backup import BackupLog
-from shim.body import read_body
 from shim.cli import _tune_gc
-from shim.envelope import Envelope, parse_envelope
-from shim.ingest import Limits, ingest_envelope
-from shim.journal import Journal
-from shim.records import Batch
-from shim.scrub import Scrubber
+from shim.core.body import read_body
+from shim.core.envelope import Envelope, parse_envelope
+from shim.core.items import Limits, ingest_envelope
+from shim.core.records import Batch
+from shim.core.scrub import Scrubber
+from shim.core.storm import StormGuard
 from shim.store.sqlite import SQLiteStore
-from shim.storm import StormGuard
+from shim.writer.journal import Journal
+from shim.writer.log import BackupLog
 
 CAP = 64 * 1024 * 1024
 

@@ -7,7 +7,7 @@ storm made of the corpus's first envelopes: 9 requests in 10 repeat a few hot fi
 them a bug, so the bug upsert runs on every repeat; past the threshold they are stored slim) and 1
 in 10 is any envelope of the pool. Then, for ``--distinct-minutes``, every request is an exception
 event with a fingerprint never seen before: the storm guard's per-fingerprint counters grow by
-one an event, up to their cap (``shim.storm.MAX_FINGERPRINTS``). Every request carries fresh
+one an event, up to their cap (``shim.core.storm.MAX_FINGERPRINTS``). Every request carries fresh
 event and trace ids (shim deduplicates by event id; log records by a hash that includes the trace
 id).
 
@@ -54,11 +54,11 @@ from bench.__main__ import (
 )
 from bench.corpus import Body, read_corpus
 from bench.load import LOOPBACK, FreshBody, Result, request_head, run_load
-from shim import journal_process
-from shim.envelope import parse_envelope
-from shim.ingest import Limits, ingest_envelope
+from shim.core.envelope import parse_envelope
+from shim.core.items import Limits, ingest_envelope
+from shim.core.storm import MAX_FINGERPRINTS
 from shim.settings import Settings
-from shim.storm import MAX_FINGERPRINTS
+from shim.writer import process as journal_process
 
 RSS_LIMIT_MB = 200.0
 SAMPLE_SECONDS = 5.0
@@ -140,7 +140,7 @@ class Sample:
     seconds: float  # since the load started
     phase: str  # storm | distinct
     rss_mb: float
-    journal_mb: float  # the server's journal process (shim/journal_process.py; SQLite only)
+    journal_mb: float  # the server's journal process (shim/writer/process.py; SQLite only)
     children_mb: float  # the server's other child processes (the bugs snapshot export)
     requests: int  # answered so far
     events: int  # acknowledged (2xx) so far

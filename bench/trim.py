@@ -1,4 +1,4 @@
-"""What trimming an oversized event costs (``shim.trim``), per size: an SDK-shaped exception event
+"""What trimming an oversized event costs (``shim.core.trim``), per size: an SDK-shaped exception event
 (frame locals, breadcrumbs, extra, a third each) and a message event, from 1.5 MB to 50 MB, cut
 to the default 1 MiB. Each the best of a few runs, the JSON parsed in the timing as the server
 parses it; the time per megabyte should stay flat as the size grows (the trimming is linear).
@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from shim import trim
+from shim.core import trim
 
 MB = 1 << 20
 RUNS = 3

@@ -15,7 +15,7 @@ this interpreter (or a venv, for another version), sentry-sdk 1.x in a venv, ``@
 ``@sentry/cli`` installed with npm. A client's fixtures go to ``<client>-<version>/``, so a new
 version lands beside the old ones.
 
-Then every fixture, old and new, is replayed (``shim.replay``) into a fresh ``shim serve``, one
+Then every fixture, old and new, is replayed (``shim.cli.replay``) into a fresh ``shim serve``, one
 server per scenario, its fixtures in order; what was stored is written to ``manifest.json``, and
 checked against what the scenario table says it must produce (the recorder fails if not). The
 fixtures carry the recording key; a replay puts the live server's key in their place.
@@ -50,8 +50,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shim.replay import Target, read_inputs, replay  # noqa: E402
-from shim.replay_inputs import Inputs  # noqa: E402
+from shim.cli.replay import Target, read_inputs, replay  # noqa: E402
+from shim.cli.replay_inputs import Inputs  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "envelopes"
 RECORDING_KEY = "5ec0de0f1c7e5ec0de0f1c7e5ec0de0f"  # in the fixtures; never a server's key

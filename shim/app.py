@@ -31,11 +31,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from shim import __version__
-from shim.auth import Keys, key_from_dsn, request_key
-from shim.backup import BackupLog
-from shim.body import read_body
-from shim.envelope import parse_envelope
-from shim.errors import (
+from shim.core.auth import Keys, key_from_dsn, request_key
+from shim.core.body import read_body
+from shim.core.envelope import parse_envelope
+from shim.core.errors import (
     BadRequest,
     InvalidEvent,
     ItemsRejected,
@@ -44,19 +43,20 @@ from shim.errors import (
     ServiceUnavailable,
     ShimError,
 )
-from shim.exporter import Exporter
-from shim.ingest import Ingested, Limits, ingest_envelope, ingest_store
-from shim.journal import Journal
-from shim.journal_process import Config, JournalProcess
+from shim.core.items import Ingested, Limits, ingest_envelope, ingest_store
+from shim.core.records import Batch
+from shim.core.scrub import Scrubber
+from shim.core.storm import StormGuard
 from shim.ratelimit import RateLimiter
-from shim.records import Batch
 from shim.refusals import STATUSES as REFUSALS
 from shim.refusals import Refusals
-from shim.scrub import Scrubber
 from shim.settings import Settings
 from shim.store import Store, open_store
-from shim.storm import StormGuard
-from shim.writer import StoreFailed, Writer
+from shim.writer.exporter import Exporter
+from shim.writer.group import StoreFailed, Writer
+from shim.writer.journal import Journal
+from shim.writer.log import BackupLog
+from shim.writer.process import Config, JournalProcess
 
 log = logging.getLogger("shim")
 REFUSED_KEY = "shim.key"  # the scope's note of a key read from the envelope header
@@ -88,13 +88,13 @@ class State:
         self.stored = 0
         self.duplicates = 0
         self.refusals = Refusals()
-        self.trimmed = 0  # events over SHIM_MAX_EVENT_BYTES stored trimmed (shim.trim)
+        self.trimmed = 0  # events over SHIM_MAX_EVENT_BYTES stored trimmed (shim.core.trim)
         self.started = time.time()
 
 
 def open_journal(settings: Settings, store: Store | None = None) -> Journal | JournalProcess:
     """The backup log and the store, as the writer drives them. A server storing in SQLite gets
-    them in a process of its own (``shim.journal_process``; off with ``SHIM_JOURNAL_PROCESS=0``),
+    them in a process of its own (``shim.writer.process``; off with ``SHIM_JOURNAL_PROCESS=0``),
     so that its commits do not take turns with request handling for the GIL."""
     log_dir = settings.backup_dir / "logs"
     if store is None and settings.journal_process and settings.database_url.startswith("sqlite://"):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shim.errors import ShimError
+from shim.core.errors import ShimError
 
 # The Sentry data categories of what we count (events, and log records).
 CATEGORIES = "error;default;log_item"

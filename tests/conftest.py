@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from shim import journal_process
+from shim.writer import process as journal_process
 
 PUBLIC_KEY = "e2e0123456789abcdef0123456789abc"
 PROJECT_ID = "1"
@@ -78,7 +78,7 @@ class LiveServer:
     process: subprocess.Popen[bytes] = field(repr=False)
 
     def journal_pid(self) -> int | None:
-        """The server's journal process (``shim.journal_process``), if it has one."""
+        """The server's journal process (``shim.writer.process``), if it has one."""
         return journal_process.find(self.process.pid)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

@@ -18,9 +18,9 @@ from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from starlette.testclient import TestClient
 
 from shim.app import create_app
-from shim.auth import Keys
 from shim.cli import main, print_dsns
-from shim.errors import Forbidden, Unauthorized
+from shim.core.auth import Keys
+from shim.core.errors import Forbidden, Unauthorized
 from shim.settings import Settings, SettingsError
 
 NEW = "0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e"
@@ -147,7 +147,7 @@ def test_the_clock_is_read_on_every_check() -> None:
 def test_a_key_in_use_near_its_expiry_is_logged_once_an_hour(
         caplog: pytest.LogCaptureFixture) -> None:
     keys, clock = rotating(END - timedelta(days=3))
-    caplog.set_level(logging.WARNING, logger="shim.auth")
+    caplog.set_level(logging.WARNING, logger="shim.core.auth")
     keys.check(OLD, "1")  # three days left: no warning yet
     assert caplog.messages == []
     clock.time = END - timedelta(hours=23)

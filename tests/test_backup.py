@@ -25,15 +25,15 @@ from typing import Any
 import orjson
 import pytest
 
-from shim.backup import MARKER, MARKER_SIZE, REJECTED, BackupLog, Position, batch_lines, parse_line
-from shim.exporter import Exporter
-from shim.journal import Journal, StoreDown
-from shim.normalize import normalize_event
-from shim.records import Batch, CheckIn, ErrorLog, StatusChange
-from shim.restore import restore
+from shim.core.event import normalize_event
+from shim.core.records import Batch, CheckIn, ErrorLog, StatusChange
 from shim.settings import Settings
-from shim.snapshot import COLUMNS, neutralise, to_csv, to_json, write_snapshot, write_streamed
 from shim.store.sqlite import SQLiteStore
+from shim.writer.exporter import Exporter
+from shim.writer.journal import Journal, StoreDown
+from shim.writer.log import MARKER, MARKER_SIZE, REJECTED, BackupLog, Position, batch_lines, parse_line
+from shim.writer.restore import restore
+from shim.writer.snapshot import COLUMNS, neutralise, to_csv, to_json, write_snapshot, write_streamed
 
 DAY1 = datetime(2026, 11, 27, 23, 59, 58, tzinfo=UTC)
 DAY2 = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""``shim.body.read_body``: every Content-Encoding, good and malformed, each fed in several chunk
+"""``shim.core.body.read_body``: every Content-Encoding, good and malformed, each fed in several chunk
 sizes (1 byte up to all at once), the two caps, and decompression bombs that must be stopped
 without ever being held in memory."""
 
@@ -16,8 +16,8 @@ import brotli
 import pytest
 import zstandard
 
-from shim.body import read_body
-from shim.errors import BadCompression, PayloadTooLarge, ShimError, UnsupportedEncoding
+from shim.core.body import read_body
+from shim.core.errors import BadCompression, PayloadTooLarge, ShimError, UnsupportedEncoding
 
 MB = 1024 * 1024
 BIG = 64 * MB  # caps that never bind

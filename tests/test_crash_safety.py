@@ -130,10 +130,10 @@ FULL_DISK = """
 import resource, sys, uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from shim.backup import BackupLog
-from shim.journal import Journal
-from shim.normalize import normalize_event
-from shim.records import Batch
+from shim.writer.log import BackupLog
+from shim.writer.journal import Journal
+from shim.core.event import normalize_event
+from shim.core.records import Batch
 from shim.store.sqlite import SQLiteStore
 
 root = Path(sys.argv[1])

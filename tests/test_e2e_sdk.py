@@ -407,7 +407,7 @@ def test_every_transport_compression_lands(
 
 
 # Larger than one output step of the decoders (64 kB): a brotli body like this used to be refused
-# with 400 "br body is truncated" (shim/body.py did not drain the decoder's held-back output).
+# with 400 "br body is truncated" (shim/core/body.py did not drain the decoder's held-back output).
 @pytest.mark.parametrize(("experiments", "encoding", "with_brotli"), COMPRESSIONS)
 def test_large_event_lands_with_every_compression(
     live_server: LiveServer, run: Run, brotli_path: str, experiments: dict[str, Any],

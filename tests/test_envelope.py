@@ -1,4 +1,4 @@
-"""``shim.envelope.parse_envelope``: a table of envelopes, good and damaged, and two properties.
+"""``shim.core.envelope.parse_envelope``: a table of envelopes, good and damaged, and two properties.
 
 Good envelopes are built by ``sentry_sdk.envelope.Envelope.serialize()`` wherever the SDK can
 produce the shape (it always writes ``length``), so the parser is checked against the real client.
@@ -21,8 +21,8 @@ from sentry_sdk.envelope import Item as SdkItem
 from sentry_sdk.envelope import PayloadRef
 from sentry_sdk.utils import json_dumps
 
-from shim.envelope import MAX_ITEMS, Envelope, parse_envelope, parse_event_id
-from shim.errors import InvalidEnvelope
+from shim.core.envelope import MAX_ITEMS, Envelope, parse_envelope, parse_event_id
+from shim.core.errors import InvalidEnvelope
 
 EVENT_ID = "9ec79c33ec9942ab8353589fcb2e04dc"
 DASHED = str(uuid.UUID(EVENT_ID))

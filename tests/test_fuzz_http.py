@@ -20,7 +20,7 @@ from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from starlette.testclient import TestClient
 
 from shim.app import create_app
-from shim.auth import Keys
+from shim.core.auth import Keys
 from shim.settings import Settings
 
 KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shim.grouping import GROUPING_VERSION, default_fingerprint, fingerprint, normalize_message
+from shim.core.grouping import GROUPING_VERSION, default_fingerprint, fingerprint, normalize_message
 
 Exception_ = dict[str, Any]
 

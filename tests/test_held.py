@@ -1,5 +1,5 @@
-"""What a commit leaves out because the store holds it (``shim.held``), and the ids that make a
-Sentry Logs record recognisable when it comes again (``shim.ingest.log_record_id``). Pure."""
+"""What a commit leaves out because the store holds it (``shim.writer.held``), and the ids that make a
+Sentry Logs record recognisable when it comes again (``shim.core.items.log_record_id``). Pure."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
-from shim.backup import BackupLog
-from shim.envelope import parse_envelope
-from shim.held import Held, asked, sift
-from shim.ingest import Limits, ingest_envelope
-from shim.journal import Journal
-from shim.normalize import normalize_event
-from shim.records import Batch, CheckIn, ErrorLog, StatusChange, Stored
-from shim.replay_inputs import log_record_from_row
+from shim.cli.replay_inputs import log_record_from_row
+from shim.core.envelope import parse_envelope
+from shim.core.event import normalize_event
+from shim.core.items import Limits, ingest_envelope
+from shim.core.records import Batch, CheckIn, ErrorLog, StatusChange, Stored
 from shim.store.sqlite import SQLiteStore
+from shim.writer.held import Held, asked, sift
+from shim.writer.journal import Journal
+from shim.writer.log import BackupLog
 
 RECEIVED = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
 LIMITS = Limits(bug_level="critical", max_event_bytes=1 << 20)

@@ -23,7 +23,7 @@ from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from starlette.testclient import TestClient
 
 from shim.app import Edge, create_app
-from shim.auth import Keys
+from shim.core.auth import Keys
 from shim.settings import Settings
 
 KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"

@@ -1,4 +1,4 @@
-"""The journal process (``shim.journal_process``): the same log and rows as the journal in the server
+"""The journal process (``shim.writer.process``): the same log and rows as the journal in the server
 process, failures reported as the writer expects them, and a child that never outlives its server
 nor takes a signal meant for the server's group."""
 
@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from shim.backup import BackupLog
-from shim.ingest import log_record
-from shim.journal import Journal, StoreDown
-from shim.journal_process import Config, JournalProcess, pack, unpack
-from shim.normalize import normalize_event
-from shim.records import Batch, CheckIn, ErrorLog, StatusChange
+from shim.core.event import normalize_event
+from shim.core.items import log_record
+from shim.core.records import Batch, CheckIn, ErrorLog, StatusChange
 from shim.store.sqlite import SQLiteStore
+from shim.writer.journal import Journal, StoreDown
+from shim.writer.log import BackupLog
+from shim.writer.process import Config, JournalProcess, pack, unpack
 
 RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,7 +253,7 @@ def test_the_child_ignores_group_signals_and_ends_when_closed(tmp_path: Path) ->
 SERVER = """
 import os, sys
 from pathlib import Path
-from shim.journal_process import Config, JournalProcess
+from shim.writer.process import Config, JournalProcess
 root = Path(sys.argv[1])
 remote = JournalProcess(Config(log_dir=str(root / "logs"), database_url=f"sqlite:///{root}/s.db"))
 print(remote.pid, flush=True)

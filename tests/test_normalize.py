@@ -1,4 +1,4 @@
-"""``shim.normalize.normalize_event`` and ``shim.policy``: one Sentry event to one error_logs row
+"""``shim.core.event.normalize_event`` and ``shim.core.policy``: one Sentry event to one error_logs row
 (and its bug signal), per DESIGN.md's mapping.
 
 Realistic events come from a real ``sentry_sdk`` client whose ``before_send`` keeps the event and
@@ -27,13 +27,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sentry_sdk.integrations.logging import LoggingIntegration
 
-from shim import policy
-from shim.envelope import Envelope
-from shim.errors import InvalidEvent
-from shim.grouping import GROUPING_VERSION
-from shim.ingest import log_record
-from shim.normalize import iso_utc, moment_of, normalize_event
-from shim.records import ErrorLog, new_row_id
+from shim.core import policy
+from shim.core.envelope import Envelope
+from shim.core.errors import InvalidEvent
+from shim.core.event import iso_utc, moment_of, normalize_event
+from shim.core.grouping import GROUPING_VERSION
+from shim.core.items import log_record
+from shim.core.records import ErrorLog, new_row_id
 from shim.settings import LEVELS
 
 Event = dict[str, Any]

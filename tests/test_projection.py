@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.corpus import generate, read_corpus
-from shim import projection
-from shim.envelope import parse_envelope
-from shim.errors import ShimError
-from shim.ingest import Limits, ingest_envelope
-from shim.normalize import normalize_event, normalize_used
-from shim.records import ErrorLog
-from shim.scrub import Scrubber
+from shim.core import projection
+from shim.core.envelope import parse_envelope
+from shim.core.errors import ShimError
+from shim.core.event import normalize_event, normalize_used
+from shim.core.items import Limits, ingest_envelope
+from shim.core.records import ErrorLog
+from shim.core.scrub import Scrubber
 
 RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SCRUBBER = Scrubber()

@@ -20,7 +20,7 @@ from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from starlette.testclient import TestClient
 
 from shim.app import create_app
-from shim.auth import Keys
+from shim.core.auth import Keys
 from shim.refusals import Refusals, key_prefix
 from shim.settings import Settings
 

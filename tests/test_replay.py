@@ -32,10 +32,10 @@ from conftest import (
 )
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
-from shim.envelope import parse_envelope
-from shim.normalize import normalize_event
-from shim.replay import ReplayError, Request, Target, prepare, with_new_ids
-from shim.replay_inputs import event_from_row, read_inputs
+from shim.cli.replay import ReplayError, Request, Target, prepare, with_new_ids
+from shim.cli.replay_inputs import event_from_row, read_inputs
+from shim.core.envelope import parse_envelope
+from shim.core.event import normalize_event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "envelopes"
 MANIFEST: dict[str, Any] = json.loads((FIXTURES / "manifest.json").read_text())

@@ -16,7 +16,7 @@ from conftest import LiveServer, expect_ok, run_script, script, sdk_python
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from shim.scrub import _BEARER, _CARD, _FOUR_DIGITS, FILTERED, Scrubber, _card, scrub_event
+from shim.core.scrub import _BEARER, _CARD, _FOUR_DIGITS, FILTERED, Scrubber, _card, scrub_event
 
 SCRUBBER = Scrubber(["employee_number"])
 

@@ -1,7 +1,7 @@
 """Traceback text rebuilt from a Sentry event must read like Python's own.
 
 The oracle is Python: real exceptions are raised, captured by a real ``sentry_sdk`` client (whose
-``before_send`` keeps the event and drops it), and the text ``shim.stacktrace.render`` builds from
+``before_send`` keeps the event and drops it), and the text ``shim.core.stacktrace.render`` builds from
 the event is compared line by line with ``traceback.format_exception`` for the same exception,
 minus the ``^^^^`` marker lines Python 3.11 adds under a frame's source line.
 """
@@ -16,7 +16,7 @@ import pytest
 import sentry_sdk
 from conftest import sdk_events
 
-from shim.stacktrace import DIRECT_CAUSE, DURING_HANDLING, exception_line, render
+from shim.core.stacktrace import DIRECT_CAUSE, DURING_HANDLING, exception_line, render
 
 Event = dict[str, Any]
 

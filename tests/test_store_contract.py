@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from pg import new_database
 
-from shim.held import Held
-from shim.normalize import normalize_event
-from shim.records import Batch, CheckIn, ErrorLog, StatusChange
+from shim.core.event import normalize_event
+from shim.core.records import Batch, CheckIn, ErrorLog, StatusChange
 from shim.store import Store, iter_bugs, open_store
+from shim.writer.held import Held
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

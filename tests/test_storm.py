@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from conftest import LiveServer, expect_ok, run_script, script
 
-from shim.normalize import normalize_event
-from shim.records import ErrorLog
-from shim.storm import WINDOW, StormGuard
+from shim.core.event import normalize_event
+from shim.core.records import ErrorLog
+from shim.core.storm import WINDOW, StormGuard
 
 RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

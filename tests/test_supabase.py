@@ -35,7 +35,7 @@ from test_store_contract import T0, MakeStore, at, batch, event, postgres_url, s
 
 import shim.store.supabase as supabase_store
 from shim.app import create_app
-from shim.auth import Keys
+from shim.core.auth import Keys
 from shim.settings import Settings
 from shim.store import StoreUnavailable, UnsupportedStore, iter_bugs, migrate, open_store
 from shim.store.postgres import PostgresStore, ingest_payload

@@ -1,4 +1,4 @@
-"""Oversized events trimmed to fit (``shim.trim``): each step, their order, the ``_trimmed``
+"""Oversized events trimmed to fit (``shim.core.trim``): each step, their order, the ``_trimmed``
 record, that the result always fits (or is refused when not even its core can), and that the
 fingerprint is the untrimmed event's."""
 
@@ -17,13 +17,13 @@ from hypothesis import event as statistic
 from hypothesis import strategies as st
 from sentry_sdk import envelope as sdk_envelope
 
-from shim import trim
-from shim.body import decoder_for
-from shim.envelope import Envelope, parse_envelope
-from shim.errors import InvalidEvent, PayloadTooLarge
-from shim.ingest import Limits, ingest_envelope, ingest_store
-from shim.normalize import normalize_event
-from shim.scrub import Scrubber
+from shim.core import trim
+from shim.core.body import decoder_for
+from shim.core.envelope import Envelope, parse_envelope
+from shim.core.errors import InvalidEvent, PayloadTooLarge
+from shim.core.event import normalize_event
+from shim.core.items import Limits, ingest_envelope, ingest_store
+from shim.core.scrub import Scrubber
 
 RECEIVED = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 MB = 1 << 20

@@ -30,7 +30,7 @@ from conftest import (
 )
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
-from shim.trim import STEPS
+from shim.core.trim import STEPS
 
 MB = 1 << 20
 CAP = MB  # SHIM_MAX_EVENT_BYTES's default

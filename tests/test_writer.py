@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from shim.backup import REJECTED, BackupLog, Position
-from shim.journal import Journal
-from shim.normalize import normalize_event
-from shim.records import Batch, ErrorLog, Stored
+from shim.core.event import normalize_event
+from shim.core.records import Batch, ErrorLog, Stored
 from shim.store.sqlite import SQLiteStore
-from shim.writer import StoreFailed, Writer
+from shim.writer.group import StoreFailed, Writer
+from shim.writer.journal import Journal
+from shim.writer.log import REJECTED, BackupLog, Position
 
 RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

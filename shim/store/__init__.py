@@ -9,13 +9,13 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from shim.held import Held
-from shim.records import Batch, Stored
+from shim.core.records import Batch, Stored
+from shim.writer.held import Held
 
 
 class Store(Protocol):
     # True when a commit mostly waits on another process (a database server), so the writer lets
-    # the event loop ingest the next requests meanwhile (see shim/writer.py).
+    # the event loop ingest the next requests meanwhile (see shim/writer/group.py).
     overlaps_commits: bool
 
     def write(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
@@ -26,7 +26,7 @@ class Store(Protocol):
 
     def held(self, event_ids: Sequence[str], check_in_ids: Sequence[str]) -> Held:
         """Which of these ids the store holds (the journal leaves those items out of a commit,
-        see shim/held.py); raises ``StoreUnavailable`` when it cannot tell."""
+        see shim/writer/held.py); raises ``StoreUnavailable`` when it cannot tell."""
         ...
 
     def ping(self) -> bool:

@@ -25,12 +25,12 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from shim.held import Held
-from shim.records import Batch, Stored
+from shim.core.records import Batch, Stored
 from shim.store import StoreUnavailable
 from shim.store import migrate as schema
 from shim.store.sqlite import bug_id_for
 from shim.store.sqlite_reads import LEVEL_RANK
+from shim.writer.held import Held
 
 log = logging.getLogger("shim.store")
 
@@ -132,7 +132,7 @@ def redacted(url: str) -> str:
 
 
 class PostgresStore:
-    overlaps_commits = True  # a commit waits on the database server (shim/writer.py)
+    overlaps_commits = True  # a commit waits on the database server (shim/writer/group.py)
 
     def __init__(self, url: str, related_logs: int = 20, pool_size: int = 4,
                  connect_timeout: float = 5.0) -> None:

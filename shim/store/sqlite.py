@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from shim.held import Held
-from shim.records import Batch, ErrorLog, StatusChange, Stored
+from shim.core.records import Batch, ErrorLog, StatusChange, Stored
 from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
 from shim.store.sqlite_reads import SQLiteReads
+from shim.writer.held import Held
 
 # Each step upgrades the schema by one version; a shipped step is never edited.
 MIGRATIONS: tuple[str, ...] = (
@@ -140,7 +140,7 @@ def _json(value: Any) -> str:
 
 
 class SQLiteStore(SQLiteReads):
-    overlaps_commits = False  # it commits in this process, mostly holding the GIL (shim/writer.py)
+    overlaps_commits = False  # it commits in this process, mostly holding the GIL (shim/writer/group.py)
 
     def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0,
                  background_checkpoints: bool = False, cache_mib: int = 64) -> None:

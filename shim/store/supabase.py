@@ -22,12 +22,12 @@ import orjson
 from postgrest import APIError, CountMethod, SyncSelectRequestBuilder
 from supabase import Client, ClientOptions, create_client
 
-from shim.held import Held
-from shim.records import Batch, Stored
+from shim.core.records import Batch, Stored
 from shim.store import StoreUnavailable
 from shim.store import migrate as schema
 from shim.store.postgres import ingest_payload, is_uuid, stored_from
 from shim.store.sqlite_reads import LEVEL_RANK
+from shim.writer.held import Held
 
 log = logging.getLogger("shim.store")
 
@@ -72,7 +72,7 @@ def _hour(moment: str) -> str:
 
 
 class SupabaseStore:
-    overlaps_commits = True  # a commit waits on the database server (shim/writer.py)
+    overlaps_commits = True  # a commit waits on the database server (shim/writer/group.py)
 
     def __init__(self, url: str, key: str, related_logs: int = 20, timeout: float = 30.0) -> None:
         self.url = url

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shim.records import BugSignal
+from shim.core.records import BugSignal
 from shim.settings import LEVELS
 
 RANK = {level: rank for rank, level in enumerate(LEVELS)}

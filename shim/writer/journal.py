@@ -15,12 +15,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from shim.backup import BackupLog, parse_line
-from shim.held import Held, asked, sift
-from shim.records import Batch, Stored
+from shim.core.records import Batch, Stored
 from shim.store import Store
+from shim.writer.held import Held, asked, sift
+from shim.writer.log import BackupLog, parse_line
 
-log = logging.getLogger("shim.journal")
+log = logging.getLogger("shim.writer.journal")
 
 
 class StoreDown(Exception):
@@ -41,7 +41,7 @@ class Journal:
 
     @property
     def overlaps_commits(self) -> bool:
-        """Whether the writer may commit while the event loop goes on (see shim/writer.py)."""
+        """Whether the writer may commit while the event loop goes on (see shim/writer/group.py)."""
         return self.store.overlaps_commits
 
     def summary(self) -> dict[str, Any]:
@@ -51,7 +51,7 @@ class Journal:
         self.store.close()
 
     def commit(self, batches: Sequence[Batch]) -> list[list[Stored]] | None:
-        """Log and apply ``batches``, without what the store already holds (``shim.held``: a
+        """Log and apply ``batches``, without what the store already holds (``shim.writer.held``: a
         retried or replayed event adds no line either); ``None`` when they are only logged (the
         store is behind, or cannot say what it holds).
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shim.backup import BackupLog, Position, parse_line
-from shim.records import Batch
-from shim.snapshot import write_snapshot, write_streamed
+from shim.core.records import Batch
 from shim.store import Store, iter_bugs
+from shim.writer.log import BackupLog, Position, parse_line
+from shim.writer.snapshot import write_snapshot, write_streamed
 
 CHUNK = 2000
 

@@ -6,7 +6,7 @@ journal: append to the backup log and fsync, then one store transaction. Each wa
 answered after that; the batch grows with the load, and the per-event cost shrinks.
 
 When a commit may start is the journal's choice (``overlaps_commits``, the store's own unless the
-journal runs in a process of its own, ``shim.journal_process``):
+journal runs in a process of its own, ``shim.writer.process``):
 
 - A database server (Postgres, Supabase), or the journal process (how ``shim serve`` runs
   SQLite), commits in another process, and the thread waits without the GIL: submissions are
@@ -35,11 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shim.journal import Journal, StoreDown
-from shim.journal_process import JournalProcess
-from shim.records import Batch, Stored
+from shim.core.records import Batch, Stored
+from shim.writer.journal import Journal, StoreDown
+from shim.writer.process import JournalProcess
 
-log = logging.getLogger("shim.writer")
+log = logging.getLogger("shim.writer.group")
 T = TypeVar("T")
 
 RETRY_MIN, RETRY_MAX = 0.5, 30.0

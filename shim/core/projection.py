@@ -24,8 +24,8 @@ from typing import Any, TypedDict, cast
 import msgspec
 import orjson
 
-from shim.normalize import DEFAULT_SCRUBBER, FRAME_KEYS, LEGACY_KEYS, USED_KEYS
-from shim.scrub import Scrubber
+from shim.core.event import DEFAULT_SCRUBBER, FRAME_KEYS, LEGACY_KEYS, USED_KEYS
+from shim.core.scrub import Scrubber
 
 
 class _Frame(TypedDict, total=False):

@@ -18,20 +18,20 @@ from typing import Any
 
 import orjson
 
-from shim import grouping, policy, projection, trim
-from shim.envelope import Envelope, Item, parse_event_id
-from shim.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
-from shim.normalize import (
+from shim.core import grouping, policy, projection, trim
+from shim.core.envelope import Envelope, Item, parse_event_id
+from shim.core.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
+from shim.core.event import (
     DEFAULT_SCRUBBER,
     iso_utc,
     isoformat_utc,
     normalize_event,
     normalize_used,
 )
-from shim.records import Batch, CheckIn, ErrorLog, new_row_id
-from shim.scrub import Scrubber
+from shim.core.records import Batch, CheckIn, ErrorLog, new_row_id
+from shim.core.scrub import Scrubber
 
-log = logging.getLogger("shim.ingest")
+log = logging.getLogger("shim.core.items")
 
 CHECK_IN_STATUSES = ("in_progress", "ok", "error")
 # OpenTelemetry severity numbers, used when a log record has no level name.
@@ -53,7 +53,7 @@ class Ingested:
     batch: Batch
     event_id: str | None = None  # the id to answer with; only when an event was sent
     problems: list[dict[str, Any]] = field(default_factory=list)
-    trimmed: int = 0  # events stored trimmed, being over ``max_event_bytes`` (``shim.trim``)
+    trimmed: int = 0  # events stored trimmed, being over ``max_event_bytes`` (``shim.core.trim``)
 
     @property
     def status(self) -> int:
@@ -95,7 +95,7 @@ def ingest_store(
     event: object, project_id: str, received: datetime, limits: Limits, size: int = 0
 ) -> Ingested:
     """A legacy store body's event; ``size``, its length as received, decides whether it is
-    trimmed (``shim.trim``)."""
+    trimmed (``shim.core.trim``)."""
     if size > limits.max_event_bytes:
         row = trim.oversized_row(event, size, max_bytes=limits.max_event_bytes, event_id=None,
                                  project_id=project_id, received=received,
@@ -134,7 +134,7 @@ def _payload_json(item: Item, limits: Limits) -> Any:
 def _event_row(item: Item, envelope: Envelope, project_id: str, received: datetime,
                limits: Limits) -> ErrorLog:
     """The row of an event item: from its used parts read straight from the text when the event
-    has the common shape (``shim.projection``), else from the whole JSON."""
+    has the common shape (``shim.core.projection``), else from the whole JSON."""
     payload = _payload(item, limits)
     projected = projection.used_parts(payload, limits.scrubber)
     if projected is not None:

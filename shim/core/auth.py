@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from shim.errors import Forbidden, Unauthorized
+from shim.core.errors import Forbidden, Unauthorized
 from shim.settings import PublicKey
 
-log = logging.getLogger("shim.auth")
+log = logging.getLogger("shim.core.auth")
 
 KEY_FILE = "public_key"
 # A key still in use this close to its expiry is worth a warning in the server log, at most once

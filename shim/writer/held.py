@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from shim.records import Batch, CheckIn, ErrorLog, Stored
+from shim.core.records import Batch, CheckIn, ErrorLog, Stored
 
 FINISHED = ("ok", "error")
 

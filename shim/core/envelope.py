@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from shim.errors import InvalidEnvelope
+from shim.core.errors import InvalidEnvelope
 
 MAX_ITEMS = 1000  # an SDK sends a handful; this bounds the work one request can ask for
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from shim.records import Batch, BugSignal, CheckIn, ErrorLog, StatusChange
+from shim.core.records import Batch, BugSignal, CheckIn, ErrorLog, StatusChange
 
 FORMAT = 1
 MARKER = ".applied"

@@ -31,9 +31,9 @@ import orjson
 import zstandard
 
 from shim import __version__
-from shim.envelope import parse_envelope
-from shim.errors import InvalidEnvelope
-from shim.replay_inputs import Inputs, ReplayError, Request, envelope_bytes, read_inputs
+from shim.cli.replay_inputs import Inputs, ReplayError, Request, envelope_bytes, read_inputs
+from shim.core.envelope import parse_envelope
+from shim.core.errors import InvalidEnvelope
 
 __all__ = ["Inputs", "ReplayError", "Request", "Summary", "Target", "describe", "prepare",
            "read_inputs", "replay", "with_new_ids"]

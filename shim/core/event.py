@@ -12,11 +12,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shim import grouping, policy, stacktrace
-from shim.envelope import parse_event_id
-from shim.errors import InvalidEnvelope, InvalidEvent
-from shim.records import ErrorLog, new_row_id
-from shim.scrub import Scrubber, scrub_event
+from shim.core import grouping, policy, stacktrace
+from shim.core.envelope import parse_event_id
+from shim.core.errors import InvalidEnvelope, InvalidEvent
+from shim.core.records import ErrorLog, new_row_id
+from shim.core.scrub import Scrubber, scrub_event
 
 LEGACY_KEYS = {
     "sentry.interfaces.Exception": "exception",
@@ -302,7 +302,7 @@ def normalize_used(
     dumped: bytes | None = None,
 ) -> ErrorLog:
     """``normalize_event`` of the parts a row is built from, as ``_used_parts`` gives them (or
-    ``shim.projection`` straight from the JSON text). ``dumped``, when given, is ``used`` as JSON:
+    ``shim.core.projection`` straight from the JSON text). ``dumped``, when given, is ``used`` as JSON:
     the scrubber's one-pass test reads it instead of serialising the parts again."""
     event = scrub_event(used, scrubber, dumped)
     if event_id is None:

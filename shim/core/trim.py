@@ -40,8 +40,8 @@ from typing import Any
 
 import orjson
 
-from shim.errors import InvalidEvent, PayloadTooLarge
-from shim.normalize import (
+from shim.core.errors import InvalidEvent, PayloadTooLarge
+from shim.core.event import (
     DEFAULT_SCRUBBER,
     FRAME_KEYS,
     LEGACY_KEYS,
@@ -50,8 +50,8 @@ from shim.normalize import (
     normalize_event,
     tags_of,
 )
-from shim.records import ErrorLog
-from shim.scrub import Scrubber
+from shim.core.records import ErrorLog
+from shim.core.scrub import Scrubber
 
 KEEP_BREADCRUMBS = 10
 MIN_STRING_CHARS = 256

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shim.records import ErrorLog
+from shim.core.records import ErrorLog
 
 WINDOW = 3600.0
 MESSAGE_KEEP = 500

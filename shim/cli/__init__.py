@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from shim.auth import KEY_FILE, Keys, dsn, load_or_create_key, utc_text
-from shim.commands import (
+from shim.cli.bugs import (
     CommandError,
     cmd_assign,
     cmd_bug,
@@ -29,12 +28,13 @@ from shim.commands import (
     cmd_stats,
     cmd_status,
 )
-from shim.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
-from shim.restore import export, restore
+from shim.cli.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
+from shim.core.auth import KEY_FILE, Keys, dsn, load_or_create_key, utc_text
 from shim.settings import LEVELS, Settings, SettingsError
-from shim.snapshot import chunks
 from shim.store import MigrationError, UnsupportedStore, apply_migrations, iter_bugs, open_store
 from shim.store.sqlite import STATUSES
+from shim.writer.restore import export, restore
+from shim.writer.snapshot import chunks
 
 if TYPE_CHECKING:
     from shim.app import Edge

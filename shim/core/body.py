@@ -14,7 +14,7 @@ import brotli
 import zstandard
 from isal import isal_zlib
 
-from shim.errors import BadCompression, PayloadTooLarge, UnsupportedEncoding
+from shim.core.errors import BadCompression, PayloadTooLarge, UnsupportedEncoding
 
 STEP = 64 * 1024  # most output one decoder call may produce
 _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]  # stub: an instance

@@ -18,13 +18,13 @@ from typing import Any
 
 import orjson
 
-from shim.backup import BackupLog
-from shim.journal import Journal
-from shim.records import Batch, StatusChange
+from shim.cli.format import ago, parse_duration, table
+from shim.core.records import Batch, StatusChange
 from shim.settings import Settings
-from shim.snapshot import write_snapshot
 from shim.store import Store, iter_bugs, open_store
-from shim.tables import ago, parse_duration, table
+from shim.writer.journal import Journal
+from shim.writer.log import BackupLog
+from shim.writer.snapshot import write_snapshot
 
 
 class CommandError(Exception):

@@ -3,11 +3,11 @@
 SQLite commits inside the process that calls it, and much of a commit needs the GIL that request
 handling needs too: the backup log's lines, binding each row, the Python around the statements.
 Measured under load, the writer thread held the GIL about 30% of the time and the event loop
-waited for it. Here the journal (``shim.journal.Journal``, unchanged: log and fsync, then the store
+waited for it. Here the journal (``shim.writer.journal.Journal``, unchanged: log and fsync, then the store
 transaction) runs in a child process; the server's writer thread sends it each commit and waits
 without the GIL, as it waits on a database server, so commits overlap request handling.
 
-The child is ``python -m shim.journal_process IN_FD OUT_FD``; requests and answers are pickles,
+The child is ``python -m shim.writer.process IN_FD OUT_FD``; requests and answers are pickles,
 each after its length, over two pipes. Rows cross as tuples with their context as the JSON text
 the store writes (``ErrorLog.with_context_json``), not as the context's objects.
 
@@ -37,9 +37,9 @@ from operator import attrgetter
 from pathlib import Path
 from typing import IO, Any
 
-from shim.records import Batch, BugSignal, ErrorLog, Stored
+from shim.core.records import Batch, BugSignal, ErrorLog, Stored
 
-log = logging.getLogger("shim.journal_process")
+log = logging.getLogger("shim.writer.process")
 
 _LENGTH = struct.Struct("!Q")
 _PIPE_BYTES = 1 << 20  # a commit of many events crosses in one or a few writes
@@ -142,7 +142,7 @@ class JournalProcess:
         _widen(request_write)
         try:
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "shim.journal_process", str(request_read),
+                [sys.executable, "-m", "shim.writer.process", str(request_read),
                  str(answer_write)],
                 pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL)
         except BaseException:
@@ -242,7 +242,7 @@ def find(server_pid: int) -> int | None:
     with contextlib.suppress(OSError):
         for child in children.read_text().split():
             with contextlib.suppress(OSError):
-                if b"shim.journal_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                if b"shim.writer.process" in Path(f"/proc/{child}/cmdline").read_bytes():
                     return int(child)
     return None
 
@@ -250,9 +250,9 @@ def find(server_pid: int) -> int | None:
 # The child.
 
 def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
-    from shim.backup import BackupLog
-    from shim.journal import Journal, StoreDown
     from shim.store import open_store
+    from shim.writer.journal import Journal, StoreDown
+    from shim.writer.log import BackupLog
 
     journal: Journal | None = None
     while True:

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from shim.stacktrace import frames_of
+from shim.core.stacktrace import frames_of
 
 GROUPING_VERSION = 1
 
