@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-LEVELS = ("debug", "info", "warning", "error", "critical")
+from shim.core.levels import LEVELS
 
 
 class SettingsError(ValueError):

@@ -27,14 +27,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sentry_sdk.integrations.logging import LoggingIntegration
 
-from shim.core import policy
+from shim.core import levels, policy
 from shim.core.envelope import Envelope
 from shim.core.errors import InvalidEvent
 from shim.core.event import iso_utc, moment_of, normalize_event
 from shim.core.grouping import GROUPING_VERSION
 from shim.core.items import log_record
 from shim.core.records import ErrorLog, new_row_id
-from shim.settings import LEVELS
 
 Event = dict[str, Any]
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -93,12 +92,12 @@ LEVEL_CASES: list[tuple[object, str]] = [
 
 @pytest.mark.parametrize(("raw", "level"), LEVEL_CASES, ids=[repr(r)[:20] for r, _ in LEVEL_CASES])
 def test_normalize_level(raw: object, level: str) -> None:
-    assert policy.normalize_level(raw) == level
+    assert levels.normalize_level(raw) == level
 
 
 def test_normalize_level_default_is_the_callers() -> None:
-    assert policy.normalize_level("bogus", default="info") == "info"
-    assert policy.normalize_level(-5, default="info") == "info"
+    assert levels.normalize_level("bogus", default="info") == "info"
+    assert levels.normalize_level(-5, default="info") == "info"
 
 
 @pytest.mark.parametrize(("raw", "level"), [("fatal", "critical"), ("warn", "warning"),
@@ -469,7 +468,7 @@ def test_bug_level(level: str, bug_level: str, severity: str | None) -> None:
     assert row.bug.priority == {"critical": "urgent", "high": "high", "medium": "medium",
                                 "low": "low"}[severity]
     assert row.bug.grouping_version == GROUPING_VERSION
-    prefix = "Critical" if severity == "critical" else policy.normalize_level(level).capitalize()
+    prefix = "Critical" if severity == "critical" else levels.normalize_level(level).capitalize()
     assert row.bug.title == f"{prefix}: ocr - ScanError"
 
 
@@ -589,20 +588,20 @@ KEYS = ["event_id", "level", "logger", "message", "logentry", "exception", "tags
 @settings(max_examples=200, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.fixed_dictionaries({}, optional={key: JSON for key in KEYS}),
-       st.sampled_from(LEVELS))
+       st.sampled_from(levels.LEVELS))
 def test_any_json_object_normalises_or_is_invalid(event: Event, bug_level: str) -> None:
     try:
         row = normalize(event, bug_level=bug_level)
     except InvalidEvent:
         return
-    assert row.log_level in LEVELS
+    assert row.log_level in levels.LEVELS
     assert re.fullmatch(r"[0-9a-f]{32}", row.fingerprint)
     assert re.fullmatch(r"[0-9a-f]{32}", row.event_id)
     assert datetime.fromisoformat(row.created_at).tzinfo is not None
     assert isinstance(row.message, str) and isinstance(row.component, str) and row.component
     orjson.dumps(row.context)
     if row.bug is not None:
-        assert row.bug.severity in policy.PRIORITY
+        assert row.bug.severity in levels.PRIORITY
         assert len(row.bug.title) <= policy.TITLE_MAX
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from shim.cli.format import ago, parse_duration, table
+from shim.core.levels import LEVELS, STATUSES
 from shim.core.records import Batch, StatusChange
 from shim.settings import Settings
 from shim.store import Store, iter_bugs, open_store
@@ -244,11 +245,10 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(stats)
         return 0
-    levels = ("critical", "error", "warning", "info", "debug")
     print("Events by level")
     print(table(["LEVEL", "LAST HOUR", "LAST DAY"], [
         [level, stats["levels"]["hour"].get(level, 0), stats["levels"]["day"].get(level, 0)]
-        for level in levels]))
+        for level in reversed(LEVELS)]))
     types = sorted(set(stats["items"]["day"]) | set(stats["items"]["hour"]))
     print("\nItems by type")
     print(table(["TYPE", "LAST HOUR", "LAST DAY"], [
@@ -256,7 +256,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         if types else "none")
     print("\nBugs by status")
     print(table(["STATUS", "BUGS"], [[s, stats["bugs_by_status"].get(s, 0)]
-                                      for s in ("open", "in_progress", "resolved", "closed")]))
+                                      for s in STATUSES]))
     print("\nBusiest bugs (seen in the last day)")
     print(table(["NUMBER", "COUNT", "STATUS", "TITLE"], [
         [b["bug_number"], b["occurrence_count"], b["status"], b["title"]]

@@ -3,9 +3,9 @@
 Owns the envelope grammar (``envelope``), body decoding under caps (``body``), reading and
 normalising an event (``event``, ``projection``), turning an envelope's items into a ``Batch``
 (``items``), scrubbing secrets (``scrub``), stack-trace text (``stacktrace``), grouping
-(``grouping``), the bug policy and levels (``policy``), trimming oversized events (``trim``), the
-storm guard (``storm``), DSN keys as given (``auth``), the error hierarchy (``errors``) and the
-records themselves (``records``).
+(``grouping``), levels, severities, priorities and statuses (``levels``), the bug policy
+(``policy``), trimming oversized events (``trim``), the storm guard (``storm``), DSN keys as given
+(``auth``), the error hierarchy (``errors``) and the records themselves (``records``).
 
 May import: the standard library, its parsing libraries (orjson, msgspec, brotli, zstandard,
 isal, re2) and other ``shim.core`` modules. Never Starlette, a database, the filesystem, the

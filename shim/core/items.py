@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from shim.core import grouping, policy, projection, trim
+from shim.core import grouping, projection, trim
 from shim.core.envelope import Envelope, Item, parse_event_id
 from shim.core.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
 from shim.core.event import (
@@ -28,14 +28,13 @@ from shim.core.event import (
     normalize_event,
     normalize_used,
 )
+from shim.core.levels import normalize_level, otel_level
 from shim.core.records import Batch, CheckIn, ErrorLog, new_row_id
 from shim.core.scrub import Scrubber
 
 log = logging.getLogger("shim.core.items")
 
 CHECK_IN_STATUSES = ("in_progress", "ok", "error")
-# OpenTelemetry severity numbers, used when a log record has no level name.
-_SEVERITY_NUMBER = ((21, "critical"), (17, "error"), (13, "warning"), (9, "info"), (0, "debug"))
 # The attribute in which a Sentry Logs record names the event id it was stored under before.
 REPLAYED_ID = "shim.event_id"
 _EVENT_ID = re.compile(r"[0-9a-f]{32}")
@@ -220,10 +219,10 @@ def _claimed_id(attributes: dict[str, Any]) -> str | None:
 
 def _log_level(record: dict[str, Any]) -> str:
     if isinstance(record.get("level"), str):
-        return policy.normalize_level(record["level"], default="info")
+        return normalize_level(record["level"], default="info")
     number = record.get("severity_number")
     if isinstance(number, int) and not isinstance(number, bool):
-        return next((name for floor, name in _SEVERITY_NUMBER if number >= floor), "debug")
+        return otel_level(number)
     return "info"
 
 

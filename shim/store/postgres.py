@@ -25,11 +25,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from shim.core.levels import LEVEL_RANK
 from shim.core.records import Batch, Stored
 from shim.store import StoreUnavailable
 from shim.store import migrate as schema
 from shim.store.sqlite import bug_id_for
-from shim.store.sqlite_reads import LEVEL_RANK
 from shim.writer.held import Held
 
 log = logging.getLogger("shim.store")

@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-LEVEL_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
+from shim.core.levels import LEVEL_RANK
+
 _JSON_COLUMNS = ("context", "related_log_ids", "monitor_config")
 
 

@@ -22,11 +22,11 @@ import orjson
 from postgrest import APIError, CountMethod, SyncSelectRequestBuilder
 from supabase import Client, ClientOptions, create_client
 
+from shim.core.levels import LEVEL_RANK, STATUSES
 from shim.core.records import Batch, Stored
 from shim.store import StoreUnavailable
 from shim.store import migrate as schema
 from shim.store.postgres import ingest_payload, is_uuid, stored_from
-from shim.store.sqlite_reads import LEVEL_RANK
 from shim.writer.held import Held
 
 log = logging.getLogger("shim.store")
@@ -279,7 +279,7 @@ class SupabaseStore:
             return totals
 
         statuses = {status: self._count("bugs", "status", status)
-                    for status in ("open", "in_progress", "resolved", "closed")}
+                    for status in STATUSES}
         return {
             "levels": {"hour": levels(hour_ago), "day": levels(day_ago)},
             "items": {"hour": items(_hour(hour_ago)), "day": items(_hour(day_ago))},
