@@ -94,6 +94,16 @@ def child_pids(pid: int) -> list[int]:
     return []
 
 
+def journal_pid(server_pid: int) -> int | None:
+    """The journal process (``shim.writer.process``) of the server ``server_pid``, if it has one:
+    the child whose command line names that module."""
+    for child in child_pids(server_pid):
+        with contextlib.suppress(OSError):
+            if b"shim.writer.process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
+    return None
+
+
 def cpu_seconds(pid: int, children: bool = True) -> float:
     """CPU time (user and system) of a process, of its children that have ended and been
     waited for, and of those still running (a server's workers, its journal process); with

@@ -55,12 +55,12 @@ from bench.corpus import read_corpus
 from shim.core.envelope import Envelope, parse_envelope
 from shim.core.event import isoformat_utc
 from shim.core.items import Limits, ingest_envelope
-from shim.core.projection import _DECODER
+from shim.core.projection import EVENT_DECODER
 from shim.core.records import ErrorLog
 from shim.core.scrub import Scrubber
 from shim.core.storm import StormGuard
 from shim.settings import Settings
-from shim.store.sqlite import _INSERT_LOG, SQLiteStore
+from shim.store.sqlite import INSERT_ERROR_LOG, SQLiteStore
 
 Values = tuple[object, ...]
 
@@ -98,7 +98,7 @@ def read_items(envelope: Envelope) -> None:
     other item's by orjson."""
     for item in envelope.items:
         if item.type == "event":
-            _DECODER.decode(item.payload)
+            EVENT_DECODER.decode(item.payload)
         else:
             orjson.loads(item.payload)
 
@@ -150,7 +150,7 @@ class Keeper(BodyLog):
                     chunk = rows[start:start + _ROWS_PER_STATEMENT]
                     db.execute(_insert(len(chunk)), [v for values in chunk for v in values])
             else:
-                db.executemany(_INSERT_LOG, rows)
+                db.executemany(INSERT_ERROR_LOG, rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -267,7 +267,7 @@ _ROWS_PER_STATEMENT = 64
 
 @functools.cache
 def _insert(rows: int) -> str:
-    head, _, marks = _INSERT_LOG.partition("VALUES")
+    head, _, marks = INSERT_ERROR_LOG.partition("VALUES")
     return f"{head} VALUES {', '.join([marks.strip()] * rows)}"
 
 

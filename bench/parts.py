@@ -88,7 +88,7 @@ def measure(corpus: Path, envelopes: int) -> dict[str, float]:
         "  render": _best(lambda: [stacktrace.render(t) for t in typed if t], events),
         "  fingerprint": _best(lambda: [grouping.fingerprint(None, t, None, {}) for t in typed],
                                events),
-        "  context": _best(lambda: [normalize._context(u, t)
+        "  context": _best(lambda: [normalize.context_of(u, t)
                                     for (u, _), t in zip(used, tags, strict=True)], events),
         "  iso_utc": _best(lambda: [normalize.iso_utc(u.get("timestamp"), now) for u, _ in used],
                            events),

@@ -35,7 +35,7 @@ import orjson
 
 from bench.corpus import Body, read_corpus
 from bench.floor import Keeper, bare_values, read_items
-from shim.cli import _tune_gc
+from shim.cli import tune_gc
 from shim.core.body import read_body
 from shim.core.envelope import Envelope, parse_envelope
 from shim.core.items import Limits, ingest_envelope
@@ -61,7 +61,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def run(bodies: list[Body], encoding: str, batch: int, data_dir: Path) -> dict[str, float]:
-    _tune_gc()  # as the server runs
+    tune_gc()  # as the server runs
     loop = asyncio.new_event_loop()
     limits = Limits(bug_level="critical", max_event_bytes=1024 * 1024, scrubber=Scrubber())
     storm = StormGuard(1000)

@@ -48,6 +48,7 @@ from bench.__main__ import (
     child_pids,
     count_rows,
     free_port,
+    journal_pid,
     memory_mb,
     server,
     wait_listening,
@@ -58,7 +59,6 @@ from shim.core.envelope import parse_envelope
 from shim.core.items import Limits, ingest_envelope
 from shim.core.storm import MAX_FINGERPRINTS
 from shim.settings import Settings
-from shim.writer import process as journal_process
 
 RSS_LIMIT_MB = 200.0
 SAMPLE_SECONDS = 5.0
@@ -160,12 +160,12 @@ def _peak_mb(pid: int, samples: list[Sample]) -> float:
 
 
 def _children_mb(pid: int) -> float:
-    journal = journal_process.find(pid)
+    journal = journal_pid(pid)
     return sum(memory_mb(child, "VmRSS") for child in child_pids(pid) if child != journal)
 
 
 def _journal_mb(pid: int, field: str = "VmRSS") -> float:
-    journal = journal_process.find(pid)
+    journal = journal_pid(pid)
     return memory_mb(journal, field) if journal else 0.0
 
 

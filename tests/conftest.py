@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from shim.writer import process as journal_process
+from bench.__main__ import journal_pid as find_journal
 
 PUBLIC_KEY = "e2e0123456789abcdef0123456789abc"
 PROJECT_ID = "1"
@@ -79,7 +79,7 @@ class LiveServer:
 
     def journal_pid(self) -> int | None:
         """The server's journal process (``shim.writer.process``), if it has one."""
-        return journal_process.find(self.process.pid)
+        return find_journal(self.process.pid)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of ``sql`` as dicts, read through a read-only connection."""
@@ -169,7 +169,7 @@ def start_server(data_dir: Path, log_path: Path,
     journal: int | None = None
     try:
         _wait_healthy(url, process, log_path)
-        journal = journal_process.find(process.pid)
+        journal = find_journal(process.pid)
         yield LiveServer(url=url, dsn=f"http://{PUBLIC_KEY}@127.0.0.1:{port}/{PROJECT_ID}",
                          data_dir=data_dir, db_path=data_dir / "shim.db", log_path=log_path,
                          process=process)

@@ -30,9 +30,9 @@ from shim.cli.bugs import (
 )
 from shim.cli.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
 from shim.core.auth import KEY_FILE, Keys, dsn, load_or_create_key, utc_text
-from shim.core.levels import LEVELS, STATUSES
-from shim.settings import Settings, SettingsError
+from shim.settings import LEVELS, Settings, SettingsError
 from shim.store import MigrationError, UnsupportedStore, apply_migrations, iter_bugs, open_store
+from shim.store.sqlite import STATUSES
 from shim.writer.restore import export, restore
 from shim.writer.snapshot import chunks
 
@@ -100,7 +100,8 @@ def is_loopback(host: str) -> bool:
 SERVER_GC_THRESHOLD = 10_000
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
+    """Collect the youngest objects every ``SERVER_GC_THRESHOLD`` allocations, as the server does."""
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(SERVER_GC_THRESHOLD, older, oldest)
 
@@ -131,7 +132,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # the access log: without it, one middleware less on every request.
         proxy_headers=settings.log_level == "debug")
     if settings.workers == 1:
-        _tune_gc()
+        tune_gc()
         uvicorn.run(create_app(settings, keys), **options)
     else:
         # The store is created (and migrated) once here, so the workers open an existing one
@@ -150,7 +151,7 @@ def worker_app() -> Edge:
     (its lock orders their writes) and the store; each has its own writer and limits."""
     from shim.app import create_app
 
-    _tune_gc()
+    tune_gc()
     settings = Settings.from_env()
     return create_app(settings, resolve_keys(settings, announce=False))
 

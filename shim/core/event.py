@@ -15,7 +15,6 @@ from typing import Any
 from shim.core import grouping, policy, stacktrace
 from shim.core.envelope import parse_event_id
 from shim.core.errors import InvalidEnvelope, InvalidEvent
-from shim.core.levels import normalize_level
 from shim.core.records import ErrorLog, new_row_id
 from shim.core.scrub import Scrubber, scrub_event
 
@@ -248,7 +247,9 @@ def _thread_frames(event: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _context(event: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+def context_of(event: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+    """The ``context`` column of an event: its kept top-level keys, the tags as read, and the
+    breadcrumbs as a list."""
     context = {key: event[key] for key in CONTEXT_KEYS
                if key not in ("tags", "breadcrumbs") and event.get(key) not in (None, {}, [])}
     if tags:  # the tags as read, never what was sent (pairs, or junk)
@@ -314,7 +315,7 @@ def normalize_used(
             raise InvalidEvent(f"event_id {str(raw_id)[:64]!r} is not a UUID") from None
 
     tags = tags_of(event)
-    level = normalize_level(event.get("level"))
+    level = policy.normalize_level(event.get("level"))
     logger = _text(event.get("logger"))
     component = tags.get("component") or logger or "unknown"
     message, template = message_of(event)
@@ -372,7 +373,7 @@ def normalize_used(
         log_level=level,
         component=component,
         message=message,
-        context=_context(event, tags),
+        context=context_of(event, tags),
         error_type=error_type,
         error_message=error_message,
         stack_trace=stack_trace,

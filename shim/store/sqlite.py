@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from shim.core.levels import PRIORITY, SEVERITY_RANK
 from shim.core.records import Batch, ErrorLog, StatusChange, Stored
 from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
@@ -116,16 +115,21 @@ CREATE INDEX IF NOT EXISTS status_changes_bug ON status_changes (bug_id, at);
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_INSERT_LOG = """
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+PRIORITY_OF = {"critical": "urgent", "high": "high", "medium": "medium", "low": "low"}
+STATUSES = ("open", "in_progress", "resolved", "closed")
+
+INSERT_ERROR_LOG = """
 INSERT INTO error_logs (id, event_id, project_id, log_level, component, message, context,
     error_type, error_message, stack_trace, request_id, workspace_id, fingerprint, related_bug_id,
     item_type, created_at, received_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+"""Inserts one ``error_logs`` row, its values in the order of the columns named."""
 
 
 # A row whose event id is there after all is skipped, and the write done again (``write``).
-_INSERT_LOG_CHECKED = _INSERT_LOG.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+_INSERT_LOG_CHECKED = INSERT_ERROR_LOG.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 
 
 class _Raced(Exception):
@@ -284,7 +288,7 @@ class SQLiteStore(SQLiteReads):
                 by_fingerprint.setdefault(row.fingerprint, []).append((row, received_at))
         bugs = {fp: self._upsert_bug(group) for fp, group in by_fingerprint.items()}
 
-        inserted = self.db.executemany(_INSERT_LOG_CHECKED if checked else _INSERT_LOG, [
+        inserted = self.db.executemany(_INSERT_LOG_CHECKED if checked else INSERT_ERROR_LOG, [
             (row.id, row.event_id, row.project_id, row.log_level, row.component, row.message,
              row.context_json.decode(), row.error_type, row.error_message, row.stack_trace,
              row.request_id, row.workspace_id, row.fingerprint,
@@ -354,7 +358,7 @@ class SQLiteStore(SQLiteReads):
                 " related_log_ids, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (bug_id, bug_number, signal.title, signal.description, severity,
-                 PRIORITY[severity], first.component, first.workspace_id, first.error_type,
+                 PRIORITY_OF[severity], first.component, first.workspace_id, first.error_type,
                  first.error_message, first.stack_trace, first.fingerprint,
                  signal.grouping_version, len(group), times[0], times[-1],
                  _json(new_ids[-self.related_logs:]), first_received, updated_at))
@@ -371,7 +375,7 @@ class SQLiteStore(SQLiteReads):
             " WHERE id = ?",
             (len(group), min(found["first_occurred_at"], times[0]),
              max(found["last_occurred_at"], times[-1]), _json(related_ids), severity,
-             PRIORITY[severity], regression, regression, updated_at, found["id"]))
+             PRIORITY_OF[severity], regression, regression, updated_at, found["id"]))
         return found["id"], found["bug_number"]
 
     def _apply_status(self, change: StatusChange) -> None:

@@ -235,18 +235,6 @@ class JournalProcess:
             self._ended()
 
 
-def find(server_pid: int) -> int | None:
-    """The journal process of the server ``server_pid``, if it has one (Linux's /proc; for the
-    tests and the benchmarks, which watch a server from outside)."""
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children")
-    with contextlib.suppress(OSError):
-        for child in children.read_text().split():
-            with contextlib.suppress(OSError):
-                if b"shim.writer.process" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    return int(child)
-    return None
-
-
 # The child.
 
 def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
