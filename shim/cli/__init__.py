@@ -30,9 +30,9 @@ from shim.cli.bugs import (
 )
 from shim.cli.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
 from shim.core.auth import KEY_FILE, Keys, dsn, load_or_create_key, utc_text
-from shim.settings import LEVELS, Settings, SettingsError
+from shim.core.levels import LEVELS, STATUSES
+from shim.settings import Settings, SettingsError
 from shim.store import MigrationError, UnsupportedStore, apply_migrations, iter_bugs, open_store
-from shim.store.sqlite import STATUSES
 from shim.writer.restore import export, restore
 from shim.writer.snapshot import chunks
 

@@ -15,6 +15,7 @@ from typing import Any
 from shim.core import grouping, policy, stacktrace
 from shim.core.envelope import parse_event_id
 from shim.core.errors import InvalidEnvelope, InvalidEvent
+from shim.core.levels import normalize_level
 from shim.core.records import ErrorLog, new_row_id
 from shim.core.scrub import Scrubber, scrub_event
 
@@ -315,7 +316,7 @@ def normalize_used(
             raise InvalidEvent(f"event_id {str(raw_id)[:64]!r} is not a UUID") from None
 
     tags = tags_of(event)
-    level = policy.normalize_level(event.get("level"))
+    level = normalize_level(event.get("level"))
     logger = _text(event.get("logger"))
     component = tags.get("component") or logger or "unknown"
     message, template = message_of(event)

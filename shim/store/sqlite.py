@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from shim.core.levels import PRIORITY, SEVERITY_RANK
 from shim.core.records import Batch, ErrorLog, StatusChange, Stored
 from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
@@ -114,10 +115,6 @@ CREATE INDEX IF NOT EXISTS status_changes_bug ON status_changes (bug_id, at);
 """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-PRIORITY_OF = {"critical": "urgent", "high": "high", "medium": "medium", "low": "low"}
-STATUSES = ("open", "in_progress", "resolved", "closed")
 
 INSERT_ERROR_LOG = """
 INSERT INTO error_logs (id, event_id, project_id, log_level, component, message, context,
@@ -358,7 +355,7 @@ class SQLiteStore(SQLiteReads):
                 " related_log_ids, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (bug_id, bug_number, signal.title, signal.description, severity,
-                 PRIORITY_OF[severity], first.component, first.workspace_id, first.error_type,
+                 PRIORITY[severity], first.component, first.workspace_id, first.error_type,
                  first.error_message, first.stack_trace, first.fingerprint,
                  signal.grouping_version, len(group), times[0], times[-1],
                  _json(new_ids[-self.related_logs:]), first_received, updated_at))
@@ -375,7 +372,7 @@ class SQLiteStore(SQLiteReads):
             " WHERE id = ?",
             (len(group), min(found["first_occurred_at"], times[0]),
              max(found["last_occurred_at"], times[-1]), _json(related_ids), severity,
-             PRIORITY_OF[severity], regression, regression, updated_at, found["id"]))
+             PRIORITY[severity], regression, regression, updated_at, found["id"]))
         return found["id"], found["bug_number"]
 
     def _apply_status(self, change: StatusChange) -> None:
