@@ -8,14 +8,10 @@ built by the lifespan.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import os
 import time
-import zlib
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -31,32 +27,23 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from shim import __version__
+from shim.assembly import State, running
 from shim.core.auth import Keys, key_from_dsn, request_key
-from shim.core.body import read_body
+from shim.core.body import legacy_store_json, read_body
 from shim.core.envelope import parse_envelope
 from shim.core.errors import (
     BadRequest,
-    InvalidEvent,
     ItemsRejected,
     PayloadTooLarge,
     RequestTimeout,
     ServiceUnavailable,
     ShimError,
 )
-from shim.core.items import Ingested, Limits, ingest_envelope, ingest_store
+from shim.core.items import Ingested, ingest_envelope, ingest_store
 from shim.core.records import Batch
-from shim.core.scrub import Scrubber
-from shim.core.storm import StormGuard
-from shim.ratelimit import RateLimiter
 from shim.refusals import STATUSES as REFUSALS
-from shim.refusals import Refusals
 from shim.settings import Settings
-from shim.store import Store, open_store
-from shim.writer.exporter import Exporter
-from shim.writer.group import StoreFailed, Writer
-from shim.writer.journal import Journal
-from shim.writer.log import BackupLog
-from shim.writer.process import Config, JournalProcess
+from shim.store import Store, StoreUnavailable
 
 log = logging.getLogger("shim")
 REFUSED_KEY = "shim.key"  # the scope's note of a key read from the envelope header
@@ -65,51 +52,6 @@ REFUSED_KEY = "shim.key"  # the scope's note of a key read from the envelope hea
 class JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-class State:
-    """What the routes share: settings, keys, the writer, and counters since start."""
-
-    def __init__(self, settings: Settings, keys: Keys, journal: Journal | JournalProcess) -> None:
-        self.settings = settings
-        self.keys = keys
-        self.store_summary = journal.summary()
-        self.writer = Writer(journal)
-        self.exporter = Exporter(settings, lambda: self.writer.bugs_changed)
-        self.limits = Limits(bug_level=settings.bug_level,
-                             max_event_bytes=settings.max_event_bytes,
-                             scrubber=Scrubber(settings.scrub_keys or ()))
-        # With several worker processes each takes its share of the limits (connections are
-        # spread between them), so the whole server keeps to the configured numbers.
-        self.limiter = RateLimiter(_share(settings.rate_limit_per_key, settings.workers),
-                                   _share(settings.rate_limit, settings.workers))
-        self.storm = StormGuard(_share(settings.storm_threshold, settings.workers))
-        self.items: Counter[str] = Counter()
-        self.stored = 0
-        self.duplicates = 0
-        self.refusals = Refusals()
-        self.trimmed = 0  # events over SHIM_MAX_EVENT_BYTES stored trimmed (shim.core.trim)
-        self.started = time.time()
-
-
-def open_journal(settings: Settings, store: Store | None = None) -> Journal | JournalProcess:
-    """The backup log and the store, as the writer drives them. A server storing in SQLite gets
-    them in a process of its own (``shim.writer.process``; off with ``SHIM_JOURNAL_PROCESS=0``),
-    so that its commits do not take turns with request handling for the GIL."""
-    log_dir = settings.backup_dir / "logs"
-    if store is None and settings.journal_process and settings.database_url.startswith("sqlite://"):
-        return JournalProcess(Config(
-            log_dir=str(log_dir), database_url=settings.database_url,
-            related_logs=settings.related_logs, processes=settings.workers,
-            log_level=settings.log_level))
-    return Journal(BackupLog(log_dir), store or open_store(
-        settings.database_url, related_logs=settings.related_logs, server=True,
-        processes=settings.workers))
-
-
-def _share(limit: int, workers: int) -> int:
-    """One worker's part of a limit (0, no limit, stays 0)."""
-    return -(-limit // workers)
 
 
 def _state(request: Request) -> State:
@@ -150,7 +92,7 @@ async def _commit(state: State, batch: Batch, key: str) -> None:
         batch.error_logs[:] = state.storm.admit(batch.error_logs)
     try:
         stored = await state.writer.submit(batch)
-    except StoreFailed as exc:
+    except StoreUnavailable as exc:
         raise ServiceUnavailable(f"{exc}; retry later", retry_after=10) from None
     state.items.update(batch.item_counts)
     for one in stored:
@@ -201,22 +143,6 @@ async def envelope_endpoint(request: Request) -> Response:
     return JSON(await _envelope(_state(request), request.path_params["project_id"], request))
 
 
-def _legacy_json(data: bytes) -> Any:
-    """Store bodies: JSON, or (old raven clients) zlib-deflated JSON, possibly base64-encoded."""
-    candidates = [data]
-    stripped = data.strip()
-    if stripped[:1] != b"{":
-        with contextlib.suppress(binascii.Error, ValueError):
-            candidates.append(base64.b64decode(stripped, validate=False))
-        for blob in list(candidates):
-            with contextlib.suppress(zlib.error):
-                candidates.append(zlib.decompressobj().decompress(blob, 16 * 1024 * 1024))
-    for blob in reversed(candidates):
-        with contextlib.suppress(orjson.JSONDecodeError):
-            return orjson.loads(blob)
-    raise InvalidEvent("store body is not a JSON event (nor zlib/base64-encoded JSON)")
-
-
 async def store_endpoint(request: Request) -> Response:
     state = _state(request)
     project_id = _project_id(request.path_params["project_id"])
@@ -226,7 +152,7 @@ async def store_endpoint(request: Request) -> Response:
     data = await _body(request, state.settings)
 
     def ingest() -> Ingested:  # an event over SHIM_MAX_EVENT_BYTES is trimmed, not refused
-        return ingest_store(_legacy_json(data), project_id, datetime.now(UTC), state.limits,
+        return ingest_store(legacy_store_json(data), project_id, datetime.now(UTC), state.limits,
                             size=len(data))
 
     oversized = len(data) > state.settings.max_event_bytes  # then off the loop, as envelopes
@@ -336,16 +262,9 @@ def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> Ed
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state = State(settings, keys, open_journal(settings, store))
-        app.state.shim = edge.state = state
-        await state.writer.start()
-        await state.exporter.start()
-        try:
+        async with running(settings, keys, store) as state:
+            app.state.shim = edge.state = state
             yield
-        finally:
-            await state.writer.stop()
-            await state.exporter.stop()
-            state.writer.journal.close()
 
     routes = [
         Route("/api/{project_id}/envelope/", envelope_endpoint, methods=["POST"]),

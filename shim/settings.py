@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from shim.core.auth import PublicKey
 from shim.core.levels import LEVELS
 
 
@@ -65,11 +66,6 @@ def _level(raw: str) -> str:
     if value not in LEVELS:
         raise ValueError(f"must be one of {', '.join(LEVELS)}")
     return value
-
-
-PublicKey = tuple[str, str | None] | tuple[str, str | None, datetime]
-"""One entry of ``SHIM_PUBLIC_KEYS``: the key, its project (``None``: any) and, when it has one, the
-instant from which it is refused (UTC). Keys without an expiry stay pairs, as before expiries."""
 
 
 def _keys(raw: str) -> tuple[PublicKey, ...]:

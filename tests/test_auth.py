@@ -147,7 +147,7 @@ def test_the_clock_is_read_on_every_check() -> None:
 def test_a_key_in_use_near_its_expiry_is_logged_once_an_hour(
         caplog: pytest.LogCaptureFixture) -> None:
     keys, clock = rotating(END - timedelta(days=3))
-    caplog.set_level(logging.WARNING, logger="shim.core.auth")
+    caplog.set_level(logging.WARNING, logger="shim.auth")
     keys.check(OLD, "1")  # three days left: no warning yet
     assert caplog.messages == []
     clock.time = END - timedelta(hours=23)

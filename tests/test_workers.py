@@ -13,7 +13,7 @@ import pytest
 from conftest import LiveServer, run_scripts
 from test_postgres_e2e import HAMMER, NO_RATE_LIMIT, PER_ROUND, ROUNDS, acknowledged, healthz
 
-from shim.app import _share
+from shim.assembly import share as _share
 
 
 def worker_pids(server: LiveServer, want: int, tries: int = 400) -> set[int]:

@@ -28,8 +28,9 @@ from shim.cli.bugs import (
     cmd_stats,
     cmd_status,
 )
+from shim.cli.keys import KEY_FILE, dsn, load_or_create_key
 from shim.cli.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
-from shim.core.auth import KEY_FILE, Keys, dsn, load_or_create_key, utc_text
+from shim.core.auth import Keys, utc_text
 from shim.core.levels import LEVELS, STATUSES
 from shim.settings import Settings, SettingsError
 from shim.store import MigrationError, UnsupportedStore, apply_migrations, iter_bugs, open_store

@@ -34,7 +34,7 @@ from shim.core.errors import InvalidEnvelope
 from shim.core.items import REPLAYED_ID
 
 _DAY_FILE = re.compile(r"\d{4}-\d{2}-\d{2}\.jsonl")
-_SDK = {"name": "shim.cli.replay", "version": __version__}
+_SDK = {"name": "shim.replay", "version": __version__}
 # A JSON file is taken for a store event when it has one of these (current or legacy names).
 _EVENT_KEYS = {"event_id", "exception", "message", "logentry", "level", "timestamp", "platform",
                "sentry.interfaces.Exception", "sentry.interfaces.Message"}
@@ -244,7 +244,7 @@ def event_from_row(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("error_type"):
         value: dict[str, Any] = {"type": row["error_type"], "value": row.get("error_message")}
         if row.get("bug") and row.get("log_level") != "critical":
-            value["mechanism"] = {"type": "shim.cli.replay", "handled": False}
+            value["mechanism"] = {"type": "shim.replay", "handled": False}
         event["exception"] = {"values": [value]}
     return event
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from shim.core.errors import Forbidden, Unauthorized
-from shim.settings import PublicKey
 
-log = logging.getLogger("shim.core.auth")
+PublicKey = tuple[str, str | None] | tuple[str, str | None, datetime]
+"""One entry of ``SHIM_PUBLIC_KEYS``: the key, its project (``None``: any) and, when it has one, the
+instant from which it is refused (UTC). Keys without an expiry stay pairs, as before expiries."""
 
-KEY_FILE = "public_key"
+log = logging.getLogger("shim.auth")
+
 # A key still in use this close to its expiry is worth a warning in the server log, at most once
 # an hour per key: some script has not been moved to the new DSN yet.
 EXPIRY_WARNING = timedelta(days=1)
@@ -124,24 +124,3 @@ class Keys:
         self._warned[key] = now
         log.warning("DSN key %s... is still in use and expires at %s: move the scripts that send "
                     "with it to the new DSN", key[:8], utc_text(expires_at))
-
-
-def load_or_create_key(data_dir: Path) -> tuple[str, bool]:
-    """The generated key kept in the data dir, creating it on first start. (key, created)."""
-    path = data_dir / KEY_FILE
-    if path.exists():
-        key = path.read_text().strip()
-        if key.isalnum():
-            return key, False
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(16)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(key + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return key, True
-
-
-def dsn(key: str, base_url: str, project_id: str = "1") -> str:
-    parts = urlsplit(base_url.rstrip("/"))
-    return f"{parts.scheme}://{key}@{parts.netloc}{parts.path}/{project_id}"

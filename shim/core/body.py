@@ -7,14 +7,19 @@ held in memory whole.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import zlib
 from collections.abc import AsyncIterable, Iterator
 from typing import Any, Protocol
 
 import brotli
+import orjson
 import zstandard
 from isal import isal_zlib
 
-from shim.core.errors import BadCompression, PayloadTooLarge, UnsupportedEncoding
+from shim.core.errors import BadCompression, InvalidEvent, PayloadTooLarge, UnsupportedEncoding
 
 STEP = 64 * 1024  # most output one decoder call may produce
 _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]  # stub: an instance
@@ -354,3 +359,19 @@ async def read_body(
         take(decoder.feed(chunk))
     take(decoder.finish())
     return bytes(out)
+
+
+def legacy_store_json(data: bytes) -> Any:
+    """Store bodies: JSON, or (old raven clients) zlib-deflated JSON, possibly base64-encoded."""
+    candidates = [data]
+    stripped = data.strip()
+    if stripped[:1] != b"{":
+        with contextlib.suppress(binascii.Error, ValueError):
+            candidates.append(base64.b64decode(stripped, validate=False))
+        for blob in list(candidates):
+            with contextlib.suppress(zlib.error):
+                candidates.append(zlib.decompressobj().decompress(blob, 16 * 1024 * 1024))
+    for blob in reversed(candidates):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(blob)
+    raise InvalidEvent("store body is not a JSON event (nor zlib/base64-encoded JSON)")

@@ -32,7 +32,7 @@ from shim.core.levels import normalize_level, otel_level
 from shim.core.records import Batch, CheckIn, ErrorLog, new_row_id
 from shim.core.scrub import Scrubber
 
-log = logging.getLogger("shim.core.items")
+log = logging.getLogger("shim.ingest")
 
 CHECK_IN_STATUSES = ("in_progress", "ok", "error")
 # The attribute in which a Sentry Logs record names the event id it was stored under before.

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from shim.settings import Settings
 
-log = logging.getLogger("shim.writer.exporter")
+log = logging.getLogger("shim.exporter")
 
 
 def export_command() -> list[str]:

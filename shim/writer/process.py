@@ -39,7 +39,7 @@ from typing import IO, Any
 
 from shim.core.records import Batch, BugSignal, ErrorLog, Stored
 
-log = logging.getLogger("shim.writer.process")
+log = logging.getLogger("shim.journal_process")
 
 _LENGTH = struct.Struct("!Q")
 _PIPE_BYTES = 1 << 20  # a commit of many events crosses in one or a few writes
@@ -239,7 +239,7 @@ class JournalProcess:
 
 def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     from shim.store import open_store
-    from shim.writer.journal import Journal, StoreDown
+    from shim.writer.journal import Journal
     from shim.writer.log import BackupLog
 
     journal: Journal | None = None
@@ -273,7 +273,8 @@ def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
                 raise ValueError(f"unknown request {op!r}")
             reply: tuple[bool, Any] = (True, answer)
         except Exception as exc:  # handed to the server, which decides what it means
-            if not isinstance(exc, OSError | StoreDown):  # not the disk nor the store: a bug
+            # Not the disk nor the store (StoreUnavailable is an OSError too): a bug.
+            if not isinstance(exc, OSError):
                 log.exception("%s failed", op)  # its traceback does not cross the pipe
             reply = (False, _portable(exc))
         try:

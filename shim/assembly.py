@@ -1,0 +1,89 @@
+"""Where a server is put together: its settings and keys, the writer over the journal (the backup
+log and the store), the exporter, the limits and counters the routes share (``State``), and the
+order they start and stop in (``running``).
+
+``shim.app`` holds only the routes; it receives a ``State`` from ``running`` through Starlette's
+lifespan. May import every layer (core, writer, store, settings); nothing imports it but the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+from shim.core.auth import Keys
+from shim.core.items import Limits
+from shim.core.scrub import Scrubber
+from shim.core.storm import StormGuard
+from shim.ratelimit import RateLimiter
+from shim.refusals import Refusals
+from shim.settings import Settings
+from shim.store import Store, open_store
+from shim.writer.exporter import Exporter
+from shim.writer.group import Writer
+from shim.writer.journal import Journal
+from shim.writer.log import BackupLog
+from shim.writer.process import Config, JournalProcess
+
+
+class State:
+    """What the routes share: settings, keys, the writer, and counters since start."""
+
+    def __init__(self, settings: Settings, keys: Keys, journal: Journal | JournalProcess) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.store_summary = journal.summary()
+        self.writer = Writer(journal)
+        self.exporter = Exporter(settings, lambda: self.writer.bugs_changed)
+        self.limits = Limits(bug_level=settings.bug_level,
+                             max_event_bytes=settings.max_event_bytes,
+                             scrubber=Scrubber(settings.scrub_keys or ()))
+        # With several worker processes each takes its share of the limits (connections are
+        # spread between them), so the whole server keeps to the configured numbers.
+        self.limiter = RateLimiter(share(settings.rate_limit_per_key, settings.workers),
+                                   share(settings.rate_limit, settings.workers))
+        self.storm = StormGuard(share(settings.storm_threshold, settings.workers))
+        self.items: Counter[str] = Counter()
+        self.stored = 0
+        self.duplicates = 0
+        self.refusals = Refusals()
+        self.trimmed = 0  # events over SHIM_MAX_EVENT_BYTES stored trimmed (shim.core.trim)
+        self.started = time.time()
+
+
+def open_journal(settings: Settings, store: Store | None = None) -> Journal | JournalProcess:
+    """The backup log and the store, as the writer drives them. A server storing in SQLite gets
+    them in a process of its own (``shim.writer.process``; off with ``SHIM_JOURNAL_PROCESS=0``),
+    so that its commits do not take turns with request handling for the GIL."""
+    log_dir = settings.backup_dir / "logs"
+    if store is None and settings.journal_process and settings.database_url.startswith("sqlite://"):
+        return JournalProcess(Config(
+            log_dir=str(log_dir), database_url=settings.database_url,
+            related_logs=settings.related_logs, processes=settings.workers,
+            log_level=settings.log_level))
+    return Journal(BackupLog(log_dir), store or open_store(
+        settings.database_url, related_logs=settings.related_logs, server=True,
+        processes=settings.workers))
+
+
+def share(limit: int, workers: int) -> int:
+    """One worker's part of a limit (0, no limit, stays 0)."""
+    return -(-limit // workers)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, keys: Keys, store: Store | None = None
+                  ) -> AsyncIterator[State]:
+    """A started server's ``State``: the writer and the exporter running until the block ends,
+    then stopped in turn and the journal closed."""
+    state = State(settings, keys, open_journal(settings, store))
+    await state.writer.start()
+    await state.exporter.start()
+    try:
+        yield state
+    finally:
+        await state.writer.stop()
+        await state.exporter.stop()
+        state.writer.journal.close()

@@ -1,0 +1,95 @@
+"""The import rules of the layers (each package's docstring says them): the core is pure, the
+writer and the stores never reach up to the app or the CLI, backends do not import each other, and
+nothing in the server imports bench or tests. Read from the sources, imports inside functions too."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIM = ROOT / "shim"
+
+# The core's parsing libraries: JSON, compression and the scrubber's one-pass matcher.
+CORE_LIBRARIES = {"orjson", "msgspec", "brotli", "zstandard", "isal", "re2"}
+BACKENDS = ("shim.store.sqlite", "shim.store.postgres", "shim.store.supabase")
+EDGES = ("shim.app", "shim.assembly", "shim.cli")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, by absolute name (``from a import b`` counts as ``a`` and,
+    when ``a.b`` is a module of ours, as ``a.b``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                if _is_module(candidate):
+                    found.add(candidate)
+    return found
+
+
+def _is_module(name: str) -> bool:
+    base = ROOT.joinpath(*name.split("."))
+    return base.with_suffix(".py").exists() or (base / "__init__.py").exists()
+
+
+MODULES = {module_name(p): imports_of(p) for p in sorted(SHIM.rglob("*.py"))}
+
+
+def under(name: str, *packages: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def test_the_rules_see_every_package() -> None:
+    names = set(MODULES)
+    for package in ("shim.core", "shim.writer", "shim.store", "shim.cli", "shim.app",
+                    "shim.assembly"):
+        assert any(under(n, package) for n in names), package
+    assert imports_of(SHIM / "app.py") >= {"starlette.applications", "shim.assembly"}
+
+
+@pytest.mark.parametrize("module", sorted(n for n in MODULES if under(n, "shim.core")))
+def test_the_core_imports_only_the_core_the_standard_library_and_its_parsers(module: str) -> None:
+    for imported in MODULES[module]:
+        top = imported.split(".")[0]
+        allowed = (under(imported, "shim.core") or top in sys.stdlib_module_names
+                   or top in CORE_LIBRARIES)
+        assert allowed, f"{module} imports {imported}"
+
+
+@pytest.mark.parametrize("module", sorted(n for n in MODULES
+                                          if under(n, "shim.store", "shim.writer")))
+def test_stores_and_the_writer_never_import_the_app_or_the_cli(module: str) -> None:
+    for imported in MODULES[module]:
+        assert not under(imported, *EDGES, "starlette", "uvicorn"), f"{module} imports {imported}"
+
+
+@pytest.mark.parametrize("module", sorted(n for n in MODULES if under(n, *BACKENDS)))
+def test_a_store_backend_never_imports_another_backend(module: str) -> None:
+    own = next(b for b in BACKENDS if under(module, b))
+    for imported in MODULES[module]:
+        others = [b for b in BACKENDS if b != own]
+        assert not under(imported, *others), f"{module} imports {imported}"
+
+
+def test_only_the_app_assembles_a_server() -> None:
+    users = {n for n, imported in MODULES.items() if "shim.assembly" in imported}
+    assert users == {"shim.app"}
+
+
+def test_nothing_in_the_server_imports_bench_or_tests() -> None:
+    for module, imported in MODULES.items():
+        for name in imported:
+            assert not under(name, "bench", "tests", "conftest"), f"{module} imports {name}"
