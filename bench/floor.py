@@ -25,7 +25,7 @@ postgresql://...`` the rows go to shim's Postgres schema with ``COPY``: ``floor-
 
 Normalising, scrubbing, grouping, the duplicate check and the bugs are all left out. So the
 floor's rate, as a share of the ceiling's in the same run, bounds what any server doing the job
-on this stack can reach: ``python -m bench --floor`` prints it beside shim's (bench/README.md,
+on this stack can reach: ``python -m bench --floor`` prints it beside shim's (bench/RESULTS.md,
 "Eighth pass").
 
     python -m bench.floor --port 8100 --corpus DIR --data DIR [--split | --inline | --database-url URL]

@@ -13,7 +13,7 @@ must do on top of the ceiling whatever its code: read every item's JSON once
 (``bench.floor.read_items``, the cheapest reading known), append the bodies as they arrived to a
 file and fsync it (the smallest log the rows could be rebuilt from), and insert shim's finished
 rows into the same SQLite schema with bare inserts (no duplicate check, no bug, no
-counts, nothing computed). Under HTTP load each part costs more than here (bench/README.md).
+counts, nothing computed). Under HTTP load each part costs more than here (bench/RESULTS.md).
 
     python -m bench.stages --corpus /tmp/shim-bench-corpus-5000-1 [--encoding gzip] [--batch 32]
 """

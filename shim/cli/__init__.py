@@ -97,7 +97,7 @@ def is_loopback(host: str) -> bool:
 # Python collects its youngest objects every 700 allocations; decoding one event allocates thousands
 # of short-lived dicts and lists, so a busy server ran several collections a request (~6% of its
 # main thread, measured with gc.callbacks). Every 10,000 gave +8% events/s in alternating runs
-# (bench/README.md, fourth pass); nearly all of them are freed by reference counting anyway.
+# (bench/RESULTS.md, fourth pass); nearly all of them are freed by reference counting anyway.
 SERVER_GC_THRESHOLD = 10_000
 
 
