@@ -28,9 +28,10 @@ import pytest
 from shim.core.event import normalize_event
 from shim.core.records import Batch, CheckIn, ErrorLog, StatusChange
 from shim.settings import Settings
+from shim.store import StoreUnavailable
 from shim.store.sqlite import SQLiteStore
 from shim.writer.exporter import Exporter
-from shim.writer.journal import Journal, StoreDown
+from shim.writer.journal import Journal
 from shim.writer.log import MARKER, MARKER_SIZE, REJECTED, BackupLog, Position, batch_lines, parse_line
 from shim.writer.restore import restore
 from shim.writer.snapshot import COLUMNS, neutralise, to_csv, to_json, write_snapshot, write_streamed
@@ -331,7 +332,7 @@ def test_a_locked_store_only_logs_and_catches_up_once_free(
     assert log.applied() == Position()
     behind, lag = journal.lag()
     assert behind and lag == log.end().offset
-    with pytest.raises(StoreDown):
+    with pytest.raises(StoreUnavailable):
         journal.catch_up()
 
     locked_db.execute("ROLLBACK")  # the store is back

@@ -24,8 +24,9 @@ import pytest
 from shim.core.event import normalize_event
 from shim.core.items import log_record
 from shim.core.records import Batch, CheckIn, ErrorLog, StatusChange
+from shim.store import StoreUnavailable
 from shim.store.sqlite import SQLiteStore
-from shim.writer.journal import Journal, StoreDown
+from shim.writer.journal import Journal
 from shim.writer.log import BackupLog
 from shim.writer.process import Config, JournalProcess, pack, unpack
 
@@ -162,7 +163,7 @@ def test_a_store_that_cannot_take_writes_leaves_the_events_in_the_log(tmp_path: 
         blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         assert remote.commit(batches()[:1]) is None  # logged only: the store is behind
         assert remote.lag()[0]
-        with pytest.raises(StoreDown):
+        with pytest.raises(StoreUnavailable):
             remote.catch_up()
         blocker.rollback()
         assert remote.catch_up() is True

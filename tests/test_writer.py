@@ -19,8 +19,9 @@ import pytest
 
 from shim.core.event import normalize_event
 from shim.core.records import Batch, ErrorLog, Stored
+from shim.store import StoreUnavailable
 from shim.store.sqlite import SQLiteStore
-from shim.writer.group import StoreFailed, Writer
+from shim.writer.group import Writer
 from shim.writer.journal import Journal
 from shim.writer.log import REJECTED, BackupLog, Position
 
@@ -181,7 +182,7 @@ def test_if_the_writer_thread_ends_no_request_is_left_waiting(tmp_path: Path,
 
     outcomes = asyncio.run(asyncio.wait_for(scenario(), 30))
     store.close()
-    assert [type(o) for o in outcomes] == [StoreFailed] * 4
+    assert [type(o) for o in outcomes] == [StoreUnavailable] * 4
 
 
 class MiscountingJournal(Journal):
@@ -209,7 +210,7 @@ def test_a_commit_whose_answer_fails_fails_its_requests_and_the_writer_goes_on(
 
     outcomes, alive = asyncio.run(scenario())
     store.close()
-    assert [type(o) for o in outcomes] == [StoreFailed] * 4  # answered, not left waiting
+    assert [type(o) for o in outcomes] == [StoreUnavailable] * 4  # answered, not left waiting
     assert alive  # the writer thread survived its own bug
     assert count(tmp_path / "shim.db", "SELECT count(*) FROM error_logs") == 4  # all kept
 
@@ -258,7 +259,7 @@ def test_stop_commits_what_was_submitted(tmp_path: Path) -> None:
         await writer.stop()
         await asyncio.gather(*pending)
         writer.journal.store.close()
-        with pytest.raises(StoreFailed):
+        with pytest.raises(StoreUnavailable):
             await writer.submit(batch(row("after stop")))
 
     asyncio.run(scenario())

@@ -74,7 +74,9 @@ def iter_bugs(store: Store, page: int = 1000) -> Iterator[dict[str, Any]]:
 class StoreUnavailable(ConnectionError):
     """Raised by a store's ``write`` when the store itself failed (down, locked, read-only, disk
     full, connection lost), not the data: the journal then keeps the events in the backup log and
-    retries, instead of setting them aside as refused."""
+    retries, instead of setting them aside as refused. The writer answers a request with it when
+    its events could not be kept at all (the backup log not writable, the writer stopped): the app
+    turns it into a 503, never a 2xx."""
 
 
 class UnsupportedStore(ValueError):

@@ -20,7 +20,7 @@ journal runs in a process of its own, ``shim.writer.process``):
 
 When the store is down or behind, the journal only logs: requests are still answered (their events
 are on disk), and the writer keeps trying to catch the store up from the log, with backoff.
-When the log itself cannot be written, nothing was kept, and the requests get ``StoreFailed``.
+When the log itself cannot be written, nothing was kept, and the requests get ``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shim.core.records import Batch, Stored
-from shim.writer.journal import Journal, StoreDown
+from shim.store import StoreUnavailable
+from shim.writer.journal import Journal
 from shim.writer.process import JournalProcess
 
 log = logging.getLogger("shim.writer.group")
@@ -44,10 +45,6 @@ T = TypeVar("T")
 
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
 IDLE_CHECK = 5.0  # seconds without requests before looking whether the store fell behind
-
-
-class StoreFailed(Exception):
-    """The event could not be kept (the backup log is not writable): it must not be answered 2xx."""
 
 
 @dataclass
@@ -110,9 +107,9 @@ class Writer:
         self._thread = None
 
     async def submit(self, batch: Batch) -> list[Stored]:
-        """Wait until ``batch`` is kept; raise ``StoreFailed`` if it cannot be."""
+        """Wait until ``batch`` is kept; raise ``StoreUnavailable`` if it cannot be."""
         if self._stopping or self._thread is None or not self._thread.is_alive():
-            raise StoreFailed("the writer is not running")
+            raise StoreUnavailable("the writer is not running")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Stored]] = loop.create_future()
         self._submitted.append(_Pending(batch, done))
@@ -126,7 +123,7 @@ class Writer:
     async def run_in_thread(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn`` on the writer's thread, in turn with the commits."""
         if self._thread is None or not self._thread.is_alive():
-            raise StoreFailed("the writer is not running")
+            raise StoreUnavailable("the writer is not running")
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._release()  # what was submitted before it is committed before it
         self._put(_Job(lambda: fn(*args), done))
@@ -147,7 +144,7 @@ class Writer:
                 self._wake.notify()
                 return
         # The thread has ended (it failed): nothing will take these.
-        _settle([(item.done, None, StoreFailed("the writer is not running"))
+        _settle([(item.done, None, StoreUnavailable("the writer is not running"))
                  for item in items if item is not None])
 
     # Everything below runs on the writer's thread.
@@ -162,7 +159,7 @@ class Writer:
             with self._wake:
                 self._ended = True
                 left, self._queue = list(self._queue), deque()
-            failure = StoreFailed("the writer is not running")
+            failure = StoreUnavailable("the writer is not running")
             self._answer([(item.done, None, failure) for item in left if item is not None])
             if self._finished is not None:
                 self._answer([(self._finished, None, None)])
@@ -225,23 +222,23 @@ class Writer:
             if self.log_error is None:
                 log.error("cannot write the backup log (%s); answering 503 until it can", exc)
             self.log_error = str(exc)
-            failure = StoreFailed(f"the backup log cannot be written: {exc}")
+            failure = StoreUnavailable(f"the backup log cannot be written: {exc}")
             self._answer([(p.done, None, failure) for p in pending])
             return
         except Exception as exc:  # a bug of ours: these requests fail, the writer goes on
             log.exception("committing %d requests failed", len(pending))
-            failure = StoreFailed(f"the events could not be kept: {type(exc).__name__}")
+            failure = StoreUnavailable(f"the events could not be kept: {type(exc).__name__}")
             self._answer([(p.done, None, failure) for p in pending])
             return
         except BaseException:  # the thread ends: nobody must be left waiting
-            self._answer([(p.done, None, StoreFailed("the writer stopped")) for p in pending])
+            self._answer([(p.done, None, StoreUnavailable("the writer stopped")) for p in pending])
             raise
         self.transactions += 1
         try:
             self._answer_committed(pending, batches, results)
         except Exception:  # a bug of ours: the events are kept, but these requests must not hang
             log.exception("answering %d committed requests failed", len(pending))
-            failure = StoreFailed("the events were kept but could not be confirmed; retry "
+            failure = StoreUnavailable("the events were kept but could not be confirmed; retry "
                                   "(a retried event is recognised by its id)")
             self._answer([(p.done, None, failure) for p in pending])
 
@@ -268,7 +265,7 @@ class Writer:
                 self.bugs_changed += 1
                 if done or (self._queue and not force):
                     break
-        except StoreDown as exc:
+        except StoreUnavailable as exc:
             self.store_error = str(exc)
             self._retry_at = time.monotonic() + self._retry_delay
             self._retry_delay = min(RETRY_MAX, self._retry_delay * 2)

@@ -16,15 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from shim.core.records import Batch, Stored
-from shim.store import Store
+from shim.store import Store, StoreUnavailable
 from shim.writer.held import Held, asked, sift
 from shim.writer.log import BackupLog, parse_line
 
 log = logging.getLogger("shim.writer.journal")
-
-
-class StoreDown(Exception):
-    """The store cannot take writes at the moment."""
 
 
 def _store_trouble(exc: BaseException) -> bool:
@@ -64,7 +60,7 @@ class Journal:
                 return None
             try:
                 held = self._held(batches)
-            except StoreDown:
+            except StoreUnavailable:
                 self.backup.append_batches(list(batches))
                 return None
             sifted = sift(batches, held or Held())
@@ -74,14 +70,14 @@ class Journal:
             try:
                 # What the store was just asked about it need not look up again.
                 results = self._apply(sifted.kept, checked=held is not None)
-            except StoreDown:
+            except StoreUnavailable:
                 return None
             self.backup.mark_applied(end)
             return sifted.results(results)
 
     def _held(self, batches: Sequence[Batch]) -> Held | None:
         """What the store holds of the ids in ``batches``. Only the store's own failure stops the
-        commit (``StoreDown``); if the question fails otherwise (None), nothing is left out."""
+        commit (``StoreUnavailable``); if the question fails otherwise (None), nothing is left out."""
         event_ids, check_in_ids = asked(batches)
         if not event_ids and not check_in_ids:
             return Held()
@@ -90,7 +86,7 @@ class Journal:
         except Exception as exc:
             if _store_trouble(exc):
                 log.warning("store unavailable (%s); events are kept in the backup log", exc)
-                raise StoreDown(str(exc)) from exc
+                raise StoreUnavailable(str(exc)) from exc
             log.exception("could not ask the store which events it holds")
             return None
 
@@ -106,14 +102,14 @@ class Journal:
     def catch_up(self, max_lines: int = 2000) -> bool:
         """Apply up to ``max_lines`` log lines after the marker; True once nothing is left.
 
-        Raises ``StoreDown`` when the store still cannot take writes.
+        Raises ``StoreUnavailable`` when the store still cannot take writes.
         """
         with self.backup.locked():
             applied = self.backup.applied()
             if applied == self.backup.end():
                 return True
             if not self.store.ping():  # fail fast rather than wait out a lock per attempt
-                raise StoreDown("the store does not take writes")
+                raise StoreUnavailable("the store does not take writes")
             batches: list[Batch] = []
             position = applied
             for position, line in self.backup.read_from(applied):
@@ -137,7 +133,7 @@ class Journal:
         except Exception as exc:
             if _store_trouble(exc) or not self.store.ping():
                 log.warning("store unavailable (%s); events are kept in the backup log", exc)
-                raise StoreDown(str(exc)) from exc
+                raise StoreUnavailable(str(exc)) from exc
         # The store works, so something in these batches is refused: find it, set it aside.
         results: list[list[Stored]] = []
         for batch in batches:
@@ -145,7 +141,7 @@ class Journal:
                 results.extend(self.store.write([batch]))
             except Exception as exc:
                 if _store_trouble(exc) or not self.store.ping():
-                    raise StoreDown(str(exc)) from exc
+                    raise StoreUnavailable(str(exc)) from exc
                 log.exception("the store refused a batch; kept in rejected.jsonl")
                 self.backup.reject(batch, f"{type(exc).__name__}: {exc}")
                 results.append([Stored(r.event_id, duplicate=False, bug_id=None, bug_number=None)
