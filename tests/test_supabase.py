@@ -38,7 +38,8 @@ from shim.app import create_app
 from shim.core.auth import Keys
 from shim.settings import Settings
 from shim.store import StoreUnavailable, UnsupportedStore, iter_bugs, migrate, open_store
-from shim.store.postgres import PostgresStore, ingest_payload
+from shim.store.postgres import PostgresStore
+from shim.store.rows import ingest_payload
 from shim.store.supabase import SchemaNotApplied, SupabaseStore
 
 __all__ = ["postgres_url"]  # a fixture, used by the ones below

@@ -6,7 +6,7 @@ Stores are synchronous and are driven from the writer's single thread; routes ne
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from shim.core.records import Batch, Stored
@@ -27,6 +27,12 @@ class Store(Protocol):
     def held(self, event_ids: Sequence[str], check_in_ids: Sequence[str]) -> Held:
         """Which of these ids the store holds (the journal leaves those items out of a commit,
         see shim/writer/held.py); raises ``StoreUnavailable`` when it cannot tell."""
+        ...
+
+    def migrate(self) -> list[str]:
+        """Apply the schema steps the database has not seen: the names of those applied (none
+        when it is up to date). Opening a store migrates it already; ``shim migrate`` opens one
+        with ``migrate=False`` and calls this (``apply_migrations``)."""
         ...
 
     def ping(self) -> bool:
@@ -90,37 +96,39 @@ class MigrationError(RuntimeError):
 def apply_migrations(url: str) -> tuple[list[str], int]:
     """Apply the schema steps the database at ``url`` has not seen (creating it if it is a new
     SQLite file): the names of those applied, and the schema version it is at now."""
+    opened: Callable[[], Store]
     if url.startswith("sqlite://"):
         import sqlite3
 
         from shim.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
-        try:
-            store = SQLiteStore(sqlite_path(url))
-        except (sqlite3.Error, OSError) as exc:
-            raise MigrationError(f"{url}: {exc}") from None
-        store.close()
-        first = SCHEMA_VERSION - store.steps_applied + 1
-        return [f"sqlite schema version {v}" for v in range(first, SCHEMA_VERSION + 1)], \
-            SCHEMA_VERSION
-    if url.startswith(("postgresql://", "postgres://")):
+        path = sqlite_path(url)
+        opened, version, label = (lambda: SQLiteStore(path, migrate=False)), SCHEMA_VERSION, url
+        errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+    elif url.startswith(("postgresql://", "postgres://")):
         import psycopg
 
         from shim.store import migrate
-        from shim.store.postgres import redacted
+        from shim.store.postgres import PostgresStore, redacted
 
-        try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-                applied = migrate.migrate(conn)
-        except psycopg.Error as exc:
-            raise MigrationError(f"{redacted(url)}: {str(exc).strip()}") from None
-        return applied, migrate.latest_version()
-    if url in ("supabase", "supabase://"):
+        opened = lambda: PostgresStore(url, connect_timeout=10, migrate=False)  # noqa: E731
+        version, label, errors = migrate.latest_version(), redacted(url), (psycopg.Error,)
+    elif url in ("supabase", "supabase://"):
+        # Said before asking for the project's key: its store could only check (SupabaseStore).
         raise MigrationError("the Supabase HTTP API cannot create tables: paste the output of "
                              "`shim migrate --sql` into the SQL editor, or run `shim migrate "
                              "--database <its postgresql:// connection string>`")
-    raise UnsupportedStore(f"no migrations for {url.split(':', 1)[0]!r} URLs;"
-                           " use sqlite:///PATH or postgresql://…")
+    else:
+        raise UnsupportedStore(f"no migrations for {url.split(':', 1)[0]!r} URLs;"
+                               " use sqlite:///PATH or postgresql://…")
+    try:
+        store = opened()
+        try:
+            return store.migrate(), version
+        finally:
+            store.close()
+    except errors as exc:
+        raise MigrationError(f"{label}: {str(exc).strip()}") from None
 
 
 def open_store(url: str, related_logs: int = 20, server: bool = False,

@@ -7,11 +7,12 @@ serialises other processes writing the same file, so the read-then-write of a bu
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,99 +22,27 @@ from shim.core.levels import PRIORITY, SEVERITY_RANK
 from shim.core.records import Batch, ErrorLog, StatusChange, Stored
 from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
+from shim.store.rows import bug_id_for
 from shim.store.sqlite_reads import SQLiteReads
 from shim.writer.held import Held
 
-# Each step upgrades the schema by one version; a shipped step is never edited.
-MIGRATIONS: tuple[str, ...] = (
-    """
-CREATE TABLE IF NOT EXISTS bugs (
-    id                TEXT PRIMARY KEY,
-    bug_number        TEXT NOT NULL UNIQUE,
-    title             TEXT NOT NULL,
-    description       TEXT,
-    severity          TEXT NOT NULL CHECK (severity IN ('critical','high','medium','low')),
-    priority          TEXT NOT NULL CHECK (priority IN ('urgent','high','medium','low')),
-    status            TEXT NOT NULL DEFAULT 'open'
-                      CHECK (status IN ('open','in_progress','resolved','closed')),
-    component         TEXT,
-    workspace_id      TEXT,
-    error_type        TEXT,
-    error_message     TEXT,
-    stack_trace       TEXT,
-    fingerprint       TEXT NOT NULL UNIQUE,
-    grouping_version  INTEGER NOT NULL,
-    occurrence_count  INTEGER NOT NULL DEFAULT 1,
-    first_occurred_at TEXT NOT NULL,
-    last_occurred_at  TEXT NOT NULL,
-    related_log_ids   TEXT NOT NULL DEFAULT '[]',
-    is_regression     INTEGER NOT NULL DEFAULT 0,
-    assignee          TEXT,
-    resolved_at       TEXT,
-    created_at        TEXT NOT NULL,
-    updated_at        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS bugs_status_last ON bugs (status, last_occurred_at);
+_STEP_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-CREATE TABLE IF NOT EXISTS error_logs (
-    id             TEXT PRIMARY KEY,
-    event_id       TEXT NOT NULL UNIQUE,
-    project_id     TEXT,
-    log_level      TEXT NOT NULL
-                   CHECK (log_level IN ('debug','info','warning','error','critical')),
-    component      TEXT,
-    message        TEXT,
-    context        TEXT,
-    error_type     TEXT,
-    error_message  TEXT,
-    stack_trace    TEXT,
-    request_id     TEXT,
-    workspace_id   TEXT,
-    fingerprint    TEXT,
-    related_bug_id TEXT REFERENCES bugs (id),
-    item_type      TEXT NOT NULL DEFAULT 'event',
-    created_at     TEXT NOT NULL,
-    received_at    TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS error_logs_created ON error_logs (created_at);
-CREATE INDEX IF NOT EXISTS error_logs_component ON error_logs (component, created_at);
-CREATE INDEX IF NOT EXISTS error_logs_bug ON error_logs (related_bug_id, created_at);
 
-CREATE TABLE IF NOT EXISTS check_ins (
-    check_in_id    TEXT PRIMARY KEY,
-    project_id     TEXT,
-    monitor_slug   TEXT NOT NULL,
-    status         TEXT NOT NULL,
-    duration       REAL,
-    environment    TEXT,
-    release        TEXT,
-    monitor_config TEXT,
-    created_at     TEXT NOT NULL,
-    updated_at     TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS check_ins_monitor ON check_ins (monitor_slug, created_at);
+def _schema_steps() -> tuple[str, ...]:
+    """The packaged ``migrations/sqlite/NNNN_name.sql`` files, in order: step N upgrades the schema
+    from version N - 1 to N (a shipped file is never edited; a change is a new file)."""
+    found: dict[int, str] = {}
+    for entry in resources.files("shim.store").joinpath("migrations", "sqlite").iterdir():
+        match = _STEP_NAME.match(entry.name)
+        if match:
+            found[int(match.group(1))] = entry.read_text("utf-8")
+    if sorted(found) != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"the SQLite schema steps are not numbered 1 to N: {sorted(found)}")
+    return tuple(found[version] for version in sorted(found))
 
-CREATE TABLE IF NOT EXISTS item_counts (
-    hour      TEXT NOT NULL,  -- receive hour, UTC: 2026-11-28T13
-    item_type TEXT NOT NULL,
-    count     INTEGER NOT NULL,
-    PRIMARY KEY (hour, item_type)
-);
 
-CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO sequences (name, value) VALUES ('bug_number', 0);
-CREATE TABLE IF NOT EXISTS status_changes (
-    change_id  TEXT PRIMARY KEY,
-    bug_id     TEXT NOT NULL REFERENCES bugs (id),
-    bug_number TEXT NOT NULL,
-    status     TEXT,
-    assignee   TEXT,
-    changed_by TEXT,
-    at         TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS status_changes_bug ON status_changes (bug_id, at);
-""",
-)
+MIGRATIONS = _schema_steps()
 SCHEMA_VERSION = len(MIGRATIONS)
 
 INSERT_ERROR_LOG = """
@@ -141,7 +70,8 @@ class SQLiteStore(SQLiteReads):
     overlaps_commits = False  # it commits in this process, mostly holding the GIL (shim/writer/group.py)
 
     def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0,
-                 background_checkpoints: bool = False, cache_mib: int = 64) -> None:
+                 background_checkpoints: bool = False, cache_mib: int = 64,
+                 migrate: bool = True) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -159,7 +89,8 @@ class SQLiteStore(SQLiteReads):
         # file and the OS's cache of it) keeps the hot index pages (event ids, fingerprints) in
         # memory as tables grow, so the per-event cost stays flat.
         self.db.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
-        self.steps_applied = self.migrate()  # what opening it did, for `shim migrate`
+        if migrate:  # `shim migrate` opens it without, to call migrate() itself
+            self.migrate()
         self._checkpointer: Checkpointer | None = None
         if background_checkpoints and path != ":memory:":
             # Copying the WAL back into the database costs more the more distinct pages a big
@@ -181,14 +112,14 @@ class SQLiteStore(SQLiteReads):
                     raise
                 time.sleep(0.01)
 
-    def migrate(self) -> int:
-        """Apply the schema steps this database has not seen; return how many ran.
+    def migrate(self) -> list[str]:
+        """Apply the schema steps this database has not seen; the names of those applied.
 
         The write lock is taken only when a step is due, so opening an up-to-date database never
         waits for (or fails on) another process's write, e.g. while the store is "down"."""
         (version,) = self.db.execute("PRAGMA user_version").fetchone()
         if version >= SCHEMA_VERSION:
-            return 0
+            return []
         self.db.execute("BEGIN IMMEDIATE")
         try:
             (version,) = self.db.execute("PRAGMA user_version").fetchone()
@@ -201,7 +132,7 @@ class SQLiteStore(SQLiteReads):
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        return max(0, SCHEMA_VERSION - int(version))
+        return [f"sqlite schema version {v}" for v in range(int(version) + 1, SCHEMA_VERSION + 1)]
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -430,10 +361,3 @@ def _chunks(ids: Sequence[str], size: int = 500) -> list[Sequence[str]]:
     """``ids`` in pieces small enough for one statement's parameters."""
     return [ids[start:start + size] for start in range(0, len(ids), size)]
 
-
-_BUG_NAMESPACE = uuid.UUID("6f1d5c3e-2b1a-4c8e-9d7f-0a1b2c3d4e5f")
-
-
-def bug_id_for(fingerprint: str) -> str:
-    """Bug ids follow from fingerprints, so a restore (or another process) gives the same id."""
-    return str(uuid.uuid5(_BUG_NAMESPACE, fingerprint))

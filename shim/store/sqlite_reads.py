@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from shim.core.levels import LEVEL_RANK
+from shim.store import rows
 
 _JSON_COLUMNS = ("context", "related_log_ids", "monitor_config")
 
@@ -38,24 +38,15 @@ class SQLiteReads:
         sort: str = "last",
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        for column, value in (("status", status), ("component", component),
-                              ("workspace_id", workspace)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("last_occurred_at >= ?")
-            params.append(since)
-        order = "occurrence_count DESC, last_occurred_at DESC" if sort == "count" \
-            else "last_occurred_at DESC"
-        return self._all(f"SELECT * FROM bugs WHERE {' AND '.join(where)} ORDER BY {order}"
-                         " LIMIT ?", [*params, limit])
+        where, params = rows.sql_where(rows.bug_conditions(status, component, workspace, since),
+                                       "?")
+        return self._all(f"SELECT * FROM bugs WHERE {where}"
+                         f" ORDER BY {rows.sql_order(rows.bug_order(sort))} LIMIT ?",
+                         [*params, limit])
 
     def get_bug(self, bug_number: str) -> dict[str, Any] | None:
-        rows = self._all("SELECT * FROM bugs WHERE bug_number = ?", (bug_number,))
-        return rows[0] if rows else None
+        found = self._all("SELECT * FROM bugs WHERE bug_number = ?", (bug_number,))
+        return found[0] if found else None
 
     def status_history(self, bug_id: str) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM status_changes WHERE bug_id = ? ORDER BY at", (bug_id,))
@@ -69,26 +60,13 @@ class SQLiteReads:
         limit: int = 50,
     ) -> list[dict[str, Any]]:
         """The most recent logs, oldest first; ``after`` (a ``cursor``) gives only newer ones."""
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        if level is not None:
-            levels = [name for name, rank in LEVEL_RANK.items() if rank >= LEVEL_RANK[level]]
-            where.append(f"l.log_level IN ({','.join('?' * len(levels))})")
-            params.extend(levels)
-        if component is not None:
-            where.append("l.component = ?")
-            params.append(component)
-        if bug_id is not None:
-            where.append("l.related_bug_id = ?")
-            params.append(bug_id)
-        if after is not None:
-            where.append("l.rowid > ?")
-            params.append(after)
-        rows = self._all(
+        where, params = rows.sql_where(
+            rows.log_conditions(level, component, bug_id, after, cursor="rowid"), "?", prefix="l.")
+        found = self._all(
             "SELECT l.rowid AS cursor, l.*, b.bug_number FROM error_logs AS l"
             " LEFT JOIN bugs AS b ON b.id = l.related_bug_id"
-            f" WHERE {' AND '.join(where)} ORDER BY l.rowid DESC LIMIT ?", [*params, limit])
-        return rows[::-1]
+            f" WHERE {where} ORDER BY l.rowid DESC LIMIT ?", [*params, limit])
+        return found[::-1]
 
     def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM bugs WHERE bug_number > ? ORDER BY bug_number LIMIT ?",

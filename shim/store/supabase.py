@@ -2,12 +2,13 @@
 
 For machines that have the project URL and the service key but no direct Postgres connection. A
 write is one RPC of the same ``shim_ingest(jsonb)`` function the Postgres store calls, with the same
-JSON argument (``postgres.ingest_payload``), so deduplication, grouping into bugs and status changes
+JSON argument (``rows.ingest_payload``), so deduplication, grouping into bugs and status changes
 exist once, in SQL. Reads are table selects with PostgREST filters and give the rows the other stores
 give: ids and times as text (UTC, microseconds), flags as 0/1, JSON columns decoded.
 
 PostgREST cannot run DDL, so this store never changes the schema: ``shim migrate --sql`` prints it
-for Supabase's SQL editor, and ``migrate`` only checks that it was applied.
+for Supabase's SQL editor, and ``migrate`` only checks that it was applied (``shim migrate`` says
+that it cannot create tables without asking: see ``apply_migrations``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from supabase import Client, ClientOptions, create_client
 
 from shim.core.levels import LEVEL_RANK, STATUSES
 from shim.core.records import Batch, Stored
-from shim.store import StoreUnavailable
+from shim.store import StoreUnavailable, rows
 from shim.store import migrate as schema
-from shim.store.postgres import ingest_payload, is_uuid, stored_from
+from shim.store.rows import ingest_payload, is_uuid, stored_from
 from shim.writer.held import Held
 
 log = logging.getLogger("shim.store")
@@ -48,27 +49,20 @@ class SchemaNotApplied(StoreUnavailable):
     """The project lacks the shim schema, or some of its migrations."""
 
 
-def _iso(value: str) -> str:
-    """A time as PostgREST renders it (in the database's zone) to the text the other stores keep."""
-    return datetime.fromisoformat(value).astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """A PostgREST row as the SQLite store returns it: times in UTC with microseconds, flags 0/1."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, bool):
-            value = int(value)
-        elif key in _TIMES and isinstance(value, str):
-            value = _iso(value)
-        out[key] = value
-    return out
-
-
 def _hour(moment: str) -> str:
     """The start of ``moment``'s hour in UTC, as ``date_trunc('hour', …, 'UTC')``."""
     when = datetime.fromisoformat(moment).astimezone(UTC)
     return when.replace(minute=0, second=0, microsecond=0).isoformat()
+
+
+def _filtered(query: Query, conditions: Sequence[rows.Condition]) -> Query:
+    """``query`` keeping the rows that meet ``conditions``, as PostgREST filters."""
+    for column, operator, value in conditions:
+        if operator == "in":
+            query = query.in_(column, value)
+        else:
+            query = {"=": query.eq, ">=": query.gte, ">": query.gt}[operator](column, value)
+    return query
 
 
 class SupabaseStore:
@@ -105,8 +99,10 @@ class SupabaseStore:
                 raise
             raise StoreUnavailable(f"Supabase refused the request ({code}: {exc.message})") from exc
 
-    def migrate(self) -> int:
-        """Check that every packaged migration was applied; none is applied from here (0)."""
+    def migrate(self) -> list[str]:
+        """Check that every packaged migration was applied: none is applied from here (PostgREST
+        cannot create tables), so this returns no names, or raises ``SchemaNotApplied``, which
+        says how to apply them."""
         response = self._run(self.client.table("schema_migrations").select("version"))
         done = {int(row["version"]) for row in response.data}
         missing = [m.name for m in schema.migrations() if m.version not in done]
@@ -114,7 +110,7 @@ class SupabaseStore:
             raise SchemaNotApplied(f"Supabase lacks the migrations {', '.join(missing)}; "
                                    f"{APPLY_SCHEMA}")
         self._checked = True
-        return 0
+        return []
 
     def close(self) -> None:
         self._http.close()
@@ -162,14 +158,14 @@ class SupabaseStore:
 
     def _rows(self, query: Callable[[], Query], limit: int | None = None) -> list[dict[str, Any]]:
         """The rows of ``query()``, fetched a page at a time, up to ``limit``."""
-        rows: list[dict[str, Any]] = []
-        while limit is None or len(rows) < limit:
-            want = PAGE if limit is None else min(PAGE, limit - len(rows))
-            page = self._run(query().range(len(rows), len(rows) + want - 1)).data
-            rows.extend(page)
+        found: list[dict[str, Any]] = []
+        while limit is None or len(found) < limit:
+            want = PAGE if limit is None else min(PAGE, limit - len(found))
+            page = self._run(query().range(len(found), len(found) + want - 1)).data
+            found.extend(page)
             if len(page) < want:
                 break
-        return [_plain(r) for r in rows]
+        return [rows.plain(r, _TIMES) for r in found]
 
     def _count(self, table: str, column: str, value: str, since: tuple[str, str] | None = None,
                ) -> int:
@@ -185,23 +181,18 @@ class SupabaseStore:
                   workspace: str | None = None, since: str | None = None, sort: str = "last",
                   limit: int = 50) -> list[dict[str, Any]]:
         def query() -> Query:
-            q = self.client.table("bugs").select("*")
-            for column, value in (("status", status), ("component", component),
-                                  ("workspace_id", workspace)):
-                if value is not None:
-                    q = q.eq(column, value)
-            if since is not None:
-                q = q.gte("last_occurred_at", since)
-            if sort == "count":
-                q = q.order("occurrence_count", desc=True)
-            return q.order("last_occurred_at", desc=True).order("bug_number")  # stable pages
+            q = _filtered(self.client.table("bugs").select("*"),
+                          rows.bug_conditions(status, component, workspace, since))
+            for column, descending in rows.bug_order(sort):
+                q = q.order(column, desc=descending)
+            return q.order("bug_number")  # stable pages
 
         return self._rows(query, max(limit, 0))
 
     def get_bug(self, bug_number: str) -> dict[str, Any] | None:
-        rows = self._rows(lambda: self.client.table("bugs").select("*").eq("bug_number", bug_number),
-                          1)
-        return rows[0] if rows else None
+        found = self._rows(
+            lambda: self.client.table("bugs").select("*").eq("bug_number", bug_number), 1)
+        return found[0] if found else None
 
     def status_history(self, bug_id: str) -> list[dict[str, Any]]:
         if not is_uuid(bug_id):
@@ -215,34 +206,21 @@ class SupabaseStore:
         """The most recent logs, oldest first; ``after`` (a ``cursor``) gives only newer ones."""
         if bug_id is not None and not is_uuid(bug_id):
             return []
-        rows: list[dict[str, Any]] = []
-        while len(rows) < limit:
+        conditions = rows.log_conditions(level, component, bug_id, after, cursor="seq")
+        found: list[dict[str, Any]] = []
+        while len(found) < limit:
             # Keyset pages (seq below the last one seen): new rows cannot shift them.
-            q = self.client.table("error_logs").select("*")
-            if level is not None:
-                q = q.in_("log_level", [name for name, rank in LEVEL_RANK.items()
-                                        if rank >= LEVEL_RANK[level]])
-            if component is not None:
-                q = q.eq("component", component)
-            if bug_id is not None:
-                q = q.eq("related_bug_id", bug_id)
-            if after is not None:
-                q = q.gt("seq", after)
-            if rows:
-                q = q.lt("seq", rows[-1]["seq"])
-            want = min(PAGE, limit - len(rows))
+            q = _filtered(self.client.table("error_logs").select("*"), conditions)
+            if found:
+                q = q.lt("seq", found[-1]["seq"])
+            want = min(PAGE, limit - len(found))
             page = self._run(q.order("seq", desc=True).limit(want)).data
-            rows.extend(page)
+            found.extend(page)
             if len(page) < want:
                 break
-        numbers = self._bug_numbers({r["related_bug_id"] for r in rows if r["related_bug_id"]})
-        out = []
-        for row in reversed(rows):
-            plain = _plain(row)
-            # SQLite's rowid is not a column either: it is the cursor
-            out.append({"cursor": plain.pop("seq"), **plain,
-                        "bug_number": numbers.get(plain["related_bug_id"])})
-        return out
+        numbers = self._bug_numbers({r["related_bug_id"] for r in found if r["related_bug_id"]})
+        return [rows.log_row(plain, numbers.get(plain["related_bug_id"]))
+                for plain in (rows.plain(row, _TIMES) for row in reversed(found))]
 
     def _bug_numbers(self, bug_ids: set[str]) -> dict[str, str]:
         numbers: dict[str, str] = {}
