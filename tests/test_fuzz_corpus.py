@@ -82,7 +82,7 @@ def test_an_exception_shim_only_logs_is_a_crash() -> None:
         try:
             raise ZeroDivisionError
         except ZeroDivisionError:
-            logging.getLogger("shim.core.items").exception("could not process item 1 (event)")
+            logging.getLogger("shim.ingest").exception("could not process item 1 (event)")
     assert isinstance(caught.value.__cause__, ZeroDivisionError)
 
 

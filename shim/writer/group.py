@@ -40,7 +40,7 @@ from shim.store import StoreUnavailable
 from shim.writer.journal import Journal
 from shim.writer.process import JournalProcess
 
-log = logging.getLogger("shim.writer.group")
+log = logging.getLogger("shim.writer")
 T = TypeVar("T")
 
 RETRY_MIN, RETRY_MAX = 0.5, 30.0

@@ -20,7 +20,7 @@ from shim.store import Store, StoreUnavailable
 from shim.writer.held import Held, asked, sift
 from shim.writer.log import BackupLog, parse_line
 
-log = logging.getLogger("shim.writer.journal")
+log = logging.getLogger("shim.journal")
 
 
 def _store_trouble(exc: BaseException) -> bool:
