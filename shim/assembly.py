@@ -23,7 +23,7 @@ from shim.settings import Settings
 from shim.store import Store, open_store
 from shim.writer.exporter import Exporter
 from shim.writer.group import Writer
-from shim.writer.journal import Journal
+from shim.writer.journal import Journal, Journaling
 from shim.writer.log import BackupLog
 from shim.writer.process import Config, JournalProcess
 
@@ -31,7 +31,7 @@ from shim.writer.process import Config, JournalProcess
 class State:
     """What the routes share: settings, keys, the writer, and counters since start."""
 
-    def __init__(self, settings: Settings, keys: Keys, journal: Journal | JournalProcess) -> None:
+    def __init__(self, settings: Settings, keys: Keys, journal: Journaling) -> None:
         self.settings = settings
         self.keys = keys
         self.store_summary = journal.summary()
@@ -53,7 +53,7 @@ class State:
         self.started = time.time()
 
 
-def open_journal(settings: Settings, store: Store | None = None) -> Journal | JournalProcess:
+def open_journal(settings: Settings, store: Store | None = None) -> Journaling:
     """The backup log and the store, as the writer drives them. A server storing in SQLite gets
     them in a process of its own (``shim.writer.process``; off with ``SHIM_JOURNAL_PROCESS=0``),
     so that its commits do not take turns with request handling for the GIL."""

@@ -37,8 +37,7 @@ from typing import Any, TypeVar
 
 from shim.core.records import Batch, Stored
 from shim.store import StoreUnavailable
-from shim.writer.journal import Journal
-from shim.writer.process import JournalProcess
+from shim.writer.journal import Journaling
 
 log = logging.getLogger("shim.writer")
 T = TypeVar("T")
@@ -66,7 +65,7 @@ Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
 
 
 class Writer:
-    def __init__(self, journal: Journal | JournalProcess, max_batches: int = 512,
+    def __init__(self, journal: Journaling, max_batches: int = 512,
                  overlap: bool | None = None) -> None:
         self.journal = journal
         self.max_batches = max_batches

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from shim.core.records import Batch, Stored
 from shim.store import Store, StoreUnavailable
@@ -28,6 +28,36 @@ def _store_trouble(exc: BaseException) -> bool:
     ``OSError``); ``ping`` alone cannot tell: it writes nothing, so it succeeds on a full disk, and
     the events would be set aside as poison instead of waiting in the log for the store."""
     return isinstance(exc, OSError | MemoryError)
+
+
+class Journaling(Protocol):
+    """What the writer drives: the backup log and the store behind one interface, kept in this
+    process (``Journal``) or in a child process of its own (``shim.writer.process.JournalProcess``).
+    Called from one thread at a time, the writer's."""
+
+    @property
+    def overlaps_commits(self) -> bool:
+        """Whether a commit mostly waits on another process, so the loop may go on meanwhile."""
+        ...
+
+    def commit(self, batches: Sequence[Batch]) -> list[list[Stored]] | None:
+        """Log and apply ``batches``; per batch, what happened to each error_logs row (``None``:
+        logged, the store not reached). Raises ``StoreUnavailable`` when nothing could be kept."""
+        ...
+
+    def lag(self) -> tuple[bool, int]:
+        """Whether the store is behind the log, and by how many bytes."""
+        ...
+
+    def catch_up(self, max_lines: int = 2000) -> bool:
+        """Apply up to ``max_lines`` of the log the store has not seen; True when it is level."""
+        ...
+
+    def summary(self) -> dict[str, Any]:
+        """What ``/healthz`` says about the store."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Journal:
