@@ -34,8 +34,8 @@ from shim.core.auth import Keys, utc_text
 from shim.core.levels import LEVELS, STATUSES
 from shim.settings import Settings, SettingsError
 from shim.store import MigrationError, UnsupportedStore, apply_migrations, iter_bugs, open_store
-from shim.writer.restore import export, restore
-from shim.writer.snapshot import chunks
+from shim.writer.restore import restore
+from shim.writer.snapshot import chunks, export
 
 if TYPE_CHECKING:
     from shim.app import Edge

@@ -1,4 +1,4 @@
-"""Rebuilding a database from the backup log, and writing the bugs snapshot on demand.
+"""Rebuilding a database from the backup log.
 
 ``restore`` replays every line of the day files in order through the store's ordinary ``write``,
 so bugs get the same numbers, counts, times and status history as the original. Lines are
@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shim.core.records import Batch
-from shim.store import Store, iter_bugs
+from shim.store import Store
 from shim.writer.log import BackupLog, Position, parse_line
-from shim.writer.snapshot import write_snapshot, write_streamed
 
 CHUNK = 2000
 
@@ -62,16 +61,3 @@ def restore(source: Path, store: Store) -> RestoreReport:
             flush()
     flush()
     return report
-
-
-def export(store: Store, directory: Path, fmt: str | None = None,
-           out: Path | None = None) -> list[Path]:
-    """Write the snapshot: both files into ``directory``, or one format to ``out``; either way
-    streamed, a page of bugs at a time."""
-    if fmt is None and out is None:
-        write_snapshot(iter_bugs(store), directory)
-        return [directory / "bugs.csv", directory / "bugs.json"]
-    fmt = fmt or ("json" if out is not None and out.suffix == ".json" else "csv")
-    target = out or directory / f"bugs.{fmt}"
-    write_streamed(iter_bugs(store), target, fmt)
-    return [target]

@@ -3,7 +3,7 @@ written as the bugs stream by (a page of them in memory, however many there are)
 
 Written off the request path, at most every ``SHIM_EXPORT_INTERVAL`` seconds and only when a bug
 changed, so the per-event cost does not grow with the number of bugs. CSV cells that a spreadsheet
-would run as a formula are neutralised.
+would run as a formula are neutralised. ``export`` writes it on demand (``shim export``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
+
+from shim.store import Store, iter_bugs
 
 COLUMNS = (
     "bug_number", "id", "title", "description", "severity", "priority", "status", "assignee",
@@ -113,3 +115,16 @@ def write_snapshot(bugs: Iterable[dict[str, Any]], directory: Path) -> None:
                                                            chunks(for_json, "json")):
             csv_file.write(csv_chunk or b"")
             json_file.write(json_chunk or b"")
+
+
+def export(store: Store, directory: Path, fmt: str | None = None,
+           out: Path | None = None) -> list[Path]:
+    """Write the snapshot: both files into ``directory``, or one format to ``out``; either way
+    streamed, a page of bugs at a time."""
+    if fmt is None and out is None:
+        write_snapshot(iter_bugs(store), directory)
+        return [directory / "bugs.csv", directory / "bugs.json"]
+    fmt = fmt or ("json" if out is not None and out.suffix == ".json" else "csv")
+    target = out or directory / f"bugs.{fmt}"
+    write_streamed(iter_bugs(store), target, fmt)
+    return [target]
