@@ -160,7 +160,8 @@ def _supabase_store(related_logs: int) -> Store:
         from shim.store.supabase import SupabaseStore
     except ImportError as exc:
         raise UnsupportedStore(f"the Supabase store needs the supabase client ({exc});"
-                               " pip install 'shim[supabase]'") from exc
+                               " install the supabase extra:"
+                               " pip install -c requirements/lock.txt '.[supabase]'") from exc
     return SupabaseStore(os.environ["SUPABASE_URL"], os.environ["SUPABASE_KEY"],
                          related_logs=related_logs)
 
