@@ -108,7 +108,7 @@ def check_schema(url: str) -> None:
     (routine,) = query(url, "SELECT count(*) AS n FROM pg_proc WHERE proname = 'shim_ingest'")
     assert routine["n"] == 1
     assert query(url, "SELECT version FROM schema_migrations ORDER BY 1") == [
-        {"version": 1}, {"version": 2}]
+        {"version": 1}, {"version": 2}, {"version": 3}]
     (context,) = query(url, "SELECT attcompression FROM pg_attribute"
                        " WHERE attrelid = 'error_logs'::regclass AND attname = 'context'")
     assert context["attcompression"] == "l"  # lz4 (this server has it)
@@ -209,6 +209,27 @@ def test_the_shim_writes_to_an_upgraded_database(tmp_path: Path, legacy_url: str
         assert {r["bug_number"] for r in logs if r["component"] == "ocr"} == {"BUG-00001"}
     finally:
         store.close()
+
+
+def test_a_shim_older_than_0003_finds_the_store_unavailable(tmp_path: Path,
+                                                            postgres_url: str) -> None:
+    """A batch without the policy's order (what a shim before 0003 sends) opens no bug with a
+    guessed severity: the function refuses it as an outage (SQLSTATE 57000), which such a server
+    answers by keeping its events in its backup log until it is upgraded."""
+    import psycopg
+
+    from shim.store.rows import ingest_payload
+
+    shim_migrate(tmp_path, "--database", postgres_url)
+    old = json.loads(ingest_payload([batch(event("from an old shim"))], related_logs=5))
+    del old["severities"]
+    with pytest.raises(psycopg.errors.OperatorIntervention, match="upgrade this one"):
+        query(postgres_url, "SELECT shim_ingest(%s::jsonb)", json.dumps(old))
+    assert query(postgres_url, "SELECT count(*) AS n FROM bugs") == [{"n": 0}]
+    assert issubclass(psycopg.errors.OperatorIntervention, psycopg.OperationalError)
+    # A batch without bugs (a ping, check-ins, counts) needs no order.
+    assert query(postgres_url, "SELECT shim_ingest(%s::jsonb) AS r",
+                 json.dumps({"batches": []})) == [{"r": []}]
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["fresh", "legacy"])

@@ -624,3 +624,19 @@ def test_row_ids_are_version_7_uuids_in_the_order_rows_are_made() -> None:
     assert abs(millis / 1000 - received.timestamp()) < 5
     # Within one millisecond the 74 random bits keep them apart.
     assert len({new_row_id() for _ in range(20_000)}) == 20_000
+
+
+def test_escalation_keeps_the_most_severe_signal_with_its_own_priority() -> None:
+    from shim.core.policy import escalated
+    from shim.core.records import BugSignal
+
+    def signal(severity: str, priority: str) -> BugSignal:
+        return BugSignal(title="t", description="d", severity=severity, priority=priority,
+                         grouping_version=1)
+
+    assert escalated([signal("low", "low")]) == ("low", "low")
+    assert escalated([signal("medium", "x"), signal("high", "y"), signal("high", "z")]) == (
+        "high", "y")
+    assert escalated([signal("high", "y")], ("critical", "urgent")) == ("critical", "urgent")
+    assert escalated([signal("high", "y")], ("high", "kept")) == ("high", "kept")
+    assert escalated([signal("critical", "urgent")], ("high", "high")) == ("critical", "urgent")

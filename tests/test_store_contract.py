@@ -173,6 +173,27 @@ def test_severity_only_escalates(store: Store) -> None:
     assert next(iter_bugs(store))["severity"] == "high"
 
 
+def test_the_store_applies_the_policy_s_severity_and_priority_as_given(store: Store) -> None:
+    """The stores hold no table of priorities: what the policy put in the signal is stored, and a
+    bug keeps its own when it is at least as severe (shim.core.policy.escalated)."""
+    def signalled(row: ErrorLog, severity: str, priority: str) -> ErrorLog:
+        assert row.bug is not None
+        return dataclasses.replace(
+            row, bug=dataclasses.replace(row.bug, severity=severity, priority=priority))
+
+    store.write([batch(signalled(event("odd", fingerprint="odd"), "medium", "urgent"))])
+    bug = next(iter_bugs(store))
+    assert (bug["severity"], bug["priority"]) == ("medium", "urgent")
+    store.write([batch(signalled(event("odd", fingerprint="odd"), "low", "high"),
+                       signalled(event("odd", fingerprint="odd"), "medium", "low"))])
+    bug = next(iter_bugs(store))
+    assert (bug["severity"], bug["priority"]) == ("medium", "urgent")  # kept: not less severe
+    store.write([batch(signalled(event("odd", fingerprint="odd"), "high", "low"),
+                       signalled(event("odd", fingerprint="odd"), "high", "medium"))])
+    bug = next(iter_bugs(store))
+    assert (bug["severity"], bug["priority"]) == ("high", "low")  # the first of the most severe
+
+
 def test_bug_numbers_increase_in_arrival_order_and_stay_with_their_bug(store: Store) -> None:
     results = store.write([batch(event("a", fingerprint="a"), event("b", fingerprint="b")),
                            batch(event("a", fingerprint="a"), event("c", fingerprint="c"))])

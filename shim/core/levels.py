@@ -2,9 +2,9 @@
 level names and numbers map onto them, bug severities with their ranks and the priority each
 implies, and bug statuses. Pure.
 
-The Postgres schema (``shim/store/migrations/postgres/*.sql``) spells the same lists in SQL: its
-CHECK constraints and the bug upsert function. A shipped migration is never edited, so a change
-here needs a new migration there.
+The schemas' CHECK constraints spell the same lists in SQL (``shim/store/migrations/``); the
+Postgres bug upsert takes the order of severities and each bug's priority from the batch
+(migration 0003). A shipped migration is never edited, so a change here needs a new one there.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The shared store: one Postgres database that several shim processes (or machines) can write.
 
 A ``write`` is one round trip: the batches, serialised once, go to the ``shim_ingest(jsonb)``
-function (``migrations/postgres/0001_initial.sql``), which does what ``SQLiteStore._write`` does in
-one implicit transaction. Races between processes are settled by the database: ``ON CONFLICT`` on
-``event_id`` and on ``fingerprint``, and bug ids that follow from fingerprints.
+function (``migrations/postgres/0001_initial.sql``, as 0003 replaced it), which does what
+``SQLiteStore._write`` does in one implicit transaction. Races between processes are settled by
+the database: ``ON CONFLICT`` on ``event_id`` and on ``fingerprint``, and bug ids that follow from
+fingerprints.
 
 Connections come from a small pool in autocommit mode (a single statement is its own transaction,
 so no BEGIN/COMMIT round trips) with ``prepare_threshold=None``, which keeps it usable behind

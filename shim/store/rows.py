@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from shim.core.levels import LEVEL_RANK
+from shim.core.levels import LEVEL_RANK, SEVERITIES
 from shim.core.records import Batch, Stored
 
 _BUG_NAMESPACE = uuid.UUID("6f1d5c3e-2b1a-4c8e-9d7f-0a1b2c3d4e5f")
@@ -129,7 +129,7 @@ def log_row(row: dict[str, Any], bug_number: str | None) -> dict[str, Any]:
     return {"cursor": row.pop("seq"), **row, "bug_number": bug_number}
 
 
-# Writes through shim_ingest (migrations/postgres/0001_initial.sql).
+# Writes through shim_ingest (migrations/postgres/0001_initial.sql, replaced by 0003).
 
 def _without_nul(value: Any) -> Any:
     """Postgres text and jsonb cannot hold U+0000, which SDK payloads may carry."""
@@ -151,6 +151,7 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int, reuse_json: bool
     Contexts go in as already serialised for the backup log, unless ``reuse_json`` is off."""
     payload = {
         "related_logs": related_logs,
+        "severities": SEVERITIES,  # the policy's order: shim_ingest holds none of its own
         "batches": [{
             "received_at": batch.received_at,
             "error_logs": [{
@@ -164,7 +165,8 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int, reuse_json: bool
                 "created_at": row.created_at,
                 "bug": None if row.bug is None else {
                     "title": row.bug.title, "description": row.bug.description,
-                    "severity": row.bug.severity, "grouping_version": row.bug.grouping_version},
+                    "severity": row.bug.severity, "priority": row.bug.priority,
+                    "grouping_version": row.bug.grouping_version},
                 "bug_id": None if row.bug is None else bug_id_for(row.fingerprint),
             } for row in batch.error_logs],
             "check_ins": [{

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from shim.core.levels import PRIORITY, SEVERITY_RANK
+from shim.core.policy import escalated
 from shim.core.records import Batch, ErrorLog, StatusChange, Stored
 from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
@@ -267,14 +267,15 @@ class SQLiteStore(SQLiteReads):
         first, first_received = group[0]
         signal = first.bug
         assert signal is not None
-        severity = max((r.bug.severity for r, _ in group if r.bug), key=SEVERITY_RANK.__getitem__)
         times = sorted(r.created_at for r, _ in group)
         updated_at = max(received for _, received in group)
         new_ids = [r.id for r, _ in group]
         found = self.db.execute(
-            "SELECT id, bug_number, status, severity, related_log_ids, first_occurred_at,"
+            "SELECT id, bug_number, status, severity, priority, related_log_ids, first_occurred_at,"
             " last_occurred_at FROM bugs WHERE fingerprint = ?", (first.fingerprint,)).fetchone()
+        signals = [r.bug for r, _ in group if r.bug is not None]
         if found is None:
+            severity, priority = escalated(signals)
             (number,) = self.db.execute(
                 "UPDATE sequences SET value = value + 1 WHERE name = 'bug_number' RETURNING value"
             ).fetchone()
@@ -286,13 +287,12 @@ class SQLiteStore(SQLiteReads):
                 " related_log_ids, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (bug_id, bug_number, signal.title, signal.description, severity,
-                 PRIORITY[severity], first.component, first.workspace_id, first.error_type,
+                 priority, first.component, first.workspace_id, first.error_type,
                  first.error_message, first.stack_trace, first.fingerprint,
                  signal.grouping_version, len(group), times[0], times[-1],
                  _json(new_ids[-self.related_logs:]), first_received, updated_at))
             return bug_id, bug_number
-        if SEVERITY_RANK[found["severity"]] > SEVERITY_RANK[severity]:
-            severity = found["severity"]
+        severity, priority = escalated(signals, (found["severity"], found["priority"]))
         related_ids = [*orjson.loads(found["related_log_ids"]), *new_ids][-self.related_logs:]
         regression = found["status"] == "resolved"
         self.db.execute(
@@ -303,7 +303,7 @@ class SQLiteStore(SQLiteReads):
             " WHERE id = ?",
             (len(group), min(found["first_occurred_at"], times[0]),
              max(found["last_occurred_at"], times[-1]), _json(related_ids), severity,
-             PRIORITY[severity], regression, regression, updated_at, found["id"]))
+             priority, regression, regression, updated_at, found["id"]))
         return found["id"], found["bug_number"]
 
     def _apply_status(self, change: StatusChange) -> None:
