@@ -87,7 +87,7 @@ def finished_rows(corpus: Path) -> dict[bytes, list[Values]]:
 def bare_values(row: ErrorLog, received_at: str) -> Values:
     """A row's values for ``error_logs``, in the order of its columns (``_COLUMNS``); no bug."""
     return (row.id, row.event_id, row.project_id, row.log_level, row.component, row.message,
-            row.context_json.decode(), row.error_type, row.error_message, row.stack_trace,
+            row.context.decode(), row.error_type, row.error_message, row.stack_trace,
             row.request_id, row.workspace_id, row.fingerprint, None, row.item_type,
             row.created_at, received_at)
 

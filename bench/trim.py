@@ -56,7 +56,7 @@ def _best(fn: Callable[[], object]) -> float:
 def measure(payload: bytes, now: datetime) -> tuple[float, float, list[str]]:
     """(seconds to trim, seconds for the whole row, the steps taken) of one event's JSON."""
     trim_only = _best(lambda: trim.trim(orjson.loads(payload), MB, len(payload)))
-    row = _best(lambda: trim.oversized_row(
+    row = _best(lambda: trim.oversized_row(  # (the row, whether anything was cut)
         orjson.loads(payload), len(payload), max_bytes=MB, event_id=None, project_id="1",
         received=now, bug_level="critical"))
     steps = trim.trim(orjson.loads(payload), MB, len(payload)).steps

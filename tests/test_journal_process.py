@@ -100,10 +100,10 @@ def test_rows_cross_as_tuples_and_come_back_whole() -> None:
     sent = batches()
     back = unpack(pack(sent))
     for before, after in zip(sent, back, strict=True):
-        assert [r.context_json for r in after.error_logs] == [r.context_json
+        assert [r.context for r in after.error_logs] == [r.context
                                                              for r in before.error_logs]
-        assert [dataclasses.replace(r, context={}) for r in after.error_logs] == [
-            dataclasses.replace(r, context={}) for r in before.error_logs]
+        assert [dataclasses.replace(r, context=b"") for r in after.error_logs] == [
+            dataclasses.replace(r, context=b"") for r in before.error_logs]
         assert (after.check_ins, after.item_counts, after.status_changes, after.received_at) == (
             before.check_ins, before.item_counts, before.status_changes, before.received_at)
     assert sent[0].error_logs[0].bug is not None  # the bug signal crossed too

@@ -1,5 +1,6 @@
-"""The projection (msgspec reading only the used parts of an event) against the general path
-(orjson, then ``_used_parts``): whenever the projection takes an event, the row is the same, its
+"""The projection (msgspec reading only the used parts of an event, ``projection._projected``)
+against the general path (orjson, then ``_used_parts``), both inside ``projection.read``: whenever
+the projection takes an event, the row is the same, its
 context the same JSON (in the same order; a breadcrumbs list may keep its spacing); real SDK
 events all take it; what it cannot read the same way is left to the general path, which accepts or
 refuses it as before."""
@@ -22,7 +23,7 @@ from bench.corpus import generate, read_corpus
 from shim.core import projection
 from shim.core.envelope import parse_envelope
 from shim.core.errors import ShimError
-from shim.core.event import normalize_event, normalize_used
+from shim.core.event import normalize_event
 from shim.core.items import Limits, ingest_envelope
 from shim.core.records import ErrorLog
 from shim.core.scrub import Scrubber
@@ -34,9 +35,9 @@ SCRUBBER = Scrubber()
 def _row(outcome: ErrorLog, random_id: bool) -> tuple[object, ...]:
     """Everything of a row but its random ids, with the context as the JSON that is stored, read
     and written again: a breadcrumbs list kept as text keeps the spacing it was sent with."""
-    fixed = dataclasses.replace(outcome, id="", context={},
+    fixed = dataclasses.replace(outcome, id="", context=b"",
                                 event_id="" if random_id else outcome.event_id)
-    return (*dataclasses.astuple(fixed), orjson.dumps(orjson.loads(outcome.context_json)))
+    return (*dataclasses.astuple(fixed), orjson.dumps(orjson.loads(outcome.context)))
 
 
 def general(payload: bytes, event_id: str | None = None) -> tuple[object, ...] | str:
@@ -55,13 +56,12 @@ def _random_id(payload: bytes, event_id: str | None) -> bool:
 
 
 def projected(payload: bytes, event_id: str | None = None) -> tuple[object, ...] | str | None:
-    parts = projection.used_parts(payload)
-    if parts is None:
+    """The row made from the payload's text, or None when the projection does not take it."""
+    if projection._projected(payload, SCRUBBER) is None:
         return None
-    used, dumped = parts
     try:
-        row = normalize_used(used, event_id=event_id, project_id="1", received=RECEIVED,
-                             bug_level="warning", scrubber=SCRUBBER, dumped=dumped)
+        row = normalize_event(payload, event_id=event_id, project_id="1", received=RECEIVED,
+                              bug_level="warning", scrubber=SCRUBBER)
     except ShimError as exc:
         return type(exc).__name__
     return _row(row, random_id=_random_id(payload, event_id))
@@ -246,7 +246,7 @@ def test_every_real_sdk_event_takes_the_projection_and_gives_the_same_row(
 def test_what_the_projection_leaves_to_the_general_path(payload: bytes, taken: bool) -> None:
     assert assert_same(payload) is taken
     if not taken:
-        assert projection.used_parts(payload) is None
+        assert projection._projected(payload, SCRUBBER) is None
 
 
 def test_a_number_past_a_double_in_a_skipped_part_is_taken_though_orjson_refuses_it() -> None:
@@ -256,7 +256,7 @@ def test_a_number_past_a_double_in_a_skipped_part_is_taken_though_orjson_refuses
     assert general(skipped) == "JSONDecodeError"
     assert projected(skipped) == general(b'{"message": "m"}')
     used = b'{"message": "m", "extra": {"a": 1e999}}'
-    assert projection.used_parts(used) is None
+    assert projection._projected(used, SCRUBBER) is None
     assert general(used) == "JSONDecodeError"
 
 
@@ -272,17 +272,15 @@ def test_ingest_stores_the_same_rows_with_and_without_the_projection(
                 for row in ingest_envelope(envelope, "1", RECEIVED, limits).batch.error_logs]
 
     fast = rows()
-    monkeypatch.setattr(projection, "used_parts", lambda payload, scrubber: None)
+    monkeypatch.setattr(projection, "_projected", lambda payload, scrubber: None)
     assert rows() == fast
     assert any(row[-1] for row in fast)  # the rows are not empty
 
 
 def _context_json(payload: bytes) -> bytes:
-    parts = projection.used_parts(payload, SCRUBBER)
-    assert parts is not None
-    used, dumped = parts
-    return normalize_used(used, event_id=None, project_id="1", received=RECEIVED,
-                          bug_level="warning", scrubber=SCRUBBER, dumped=dumped).context_json
+    assert projection._projected(payload, SCRUBBER) is not None
+    return normalize_event(payload, event_id=None, project_id="1", received=RECEIVED,
+                           bug_level="warning", scrubber=SCRUBBER).context
 
 
 def _with_breadcrumbs(text: bytes) -> bytes:
@@ -326,7 +324,7 @@ def test_a_number_past_a_double_in_the_breadcrumbs_is_refused_as_before() -> Non
     """Kept as text, ``1e999`` would reach the backup log, which orjson could not read back."""
     for number in (b"1e999", b"-2.5E+400", b"1e0309"):
         payload = _with_breadcrumbs(b'[{"data": {"n": ' + number + b"}}]")
-        assert projection.used_parts(payload) is None
+        assert projection._projected(payload, SCRUBBER) is None
         assert general(payload) == "JSONDecodeError"
     # The same characters in a string are just text.
     assert b"1e999" in _context_json(_with_breadcrumbs(b'[{"message": "1e999 x"}]'))

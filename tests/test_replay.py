@@ -311,8 +311,8 @@ def test_a_rebuilt_event_normalises_to_the_same_row(row: dict[str, Any]) -> None
                  "request_id", "workspace_id", "created_at"):
         assert getattr(again, name) == row[name], name
     assert (again.bug is not None) == (row["bug"] is not None)
-    assert again.context.get("extra", {}).get("stack_trace") == row["stack_trace"]
-    assert again.context.get("environment") == row["context"].get("environment")
+    assert again.context_object().get("extra", {}).get("stack_trace") == row["stack_trace"]
+    assert again.context_object().get("environment") == row["context"].get("environment")
 
 
 def test_prepare_puts_the_target_key_where_the_request_had_one() -> None:

@@ -39,8 +39,9 @@ def test_full_until_the_threshold_then_slim_then_full_again_next_window() -> Non
     assert [r.stack_trace is not None for r in rows] == [True, True, True, False, False]
     slim = rows[-1]
     assert slim.fingerprint == rows[0].fingerprint and slim.error_type == "ValueError"
-    assert "extra" not in slim.context and slim.context["storm"]["slimmed"] is True
-    assert slim.context["tags"] == {"component": "ocr"}
+    context = slim.context_object()
+    assert "extra" not in context and context["storm"]["slimmed"] is True
+    assert context["tags"] == {"component": "ocr"}
     assert guard.slimmed == 2
     clock.now += WINDOW
     assert guard.admit([crash()])[0].stack_trace is not None

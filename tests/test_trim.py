@@ -70,9 +70,11 @@ def trimmed(raw: dict[str, Any], max_bytes: int = MB) -> trim.Trimmed:
 
 def row_of(raw: dict[str, Any], max_bytes: int = MB) -> Any:
     payload = orjson.dumps(raw)
-    return trim.oversized_row(orjson.loads(payload), len(payload), max_bytes=max_bytes,
-                              event_id=None, project_id="1", received=RECEIVED,
-                              bug_level="critical")
+    row, cut = trim.oversized_row(orjson.loads(payload), len(payload), max_bytes=max_bytes,
+                                  event_id=None, project_id="1", received=RECEIVED,
+                                  bug_level="critical")
+    assert cut == ("_trimmed" in row.context_object())
+    return row
 
 
 def full_row(raw: dict[str, Any]) -> Any:
@@ -217,9 +219,9 @@ def test_the_row_carries_the_record_and_answers_for_the_event() -> None:
     raw = event(frame_extra={"vars": {"blob": "v" * 600_000}}, breadcrumbs=crumbs(30, 1000))
     row = row_of(raw)
     whole = full_row(raw)
-    assert row.context["_trimmed"]["steps"][0]["cut"] == "vars"
-    assert row.context["_trimmed"]["received_bytes"] == len(orjson.dumps(raw))
-    assert len(row.context["breadcrumbs"]) == 30  # vars were enough
+    assert row.context_object()["_trimmed"]["steps"][0]["cut"] == "vars"
+    assert row.context_object()["_trimmed"]["received_bytes"] == len(orjson.dumps(raw))
+    assert len(row.context_object()["breadcrumbs"]) == 30  # vars were enough
     for column in ("event_id", "log_level", "component", "message", "error_type", "error_message",
                    "stack_trace", "request_id", "workspace_id", "fingerprint", "created_at"):
         assert getattr(row, column) == getattr(whole, column), column
@@ -253,7 +255,7 @@ HOSTILE: list[tuple[str, dict[str, Any]]] = [
 def test_any_event_fits_any_cap_of_a_few_kb(name: str, raw: dict[str, Any],
                                             max_bytes: int) -> None:
     row = row_of(raw, max_bytes)
-    record = row.context["_trimmed"]
+    record = row.context_object()["_trimmed"]
     assert record["stored_bytes"] <= max_bytes
     assert [s["cut"] for s in record["steps"]] == sorted(
         (s["cut"] for s in record["steps"]), key=STEP_NAMES.index)
@@ -313,7 +315,7 @@ FINGERPRINT_CASES: list[tuple[str, dict[str, Any]]] = [
 def test_the_fingerprint_is_the_untrimmed_events(name: str, raw: dict[str, Any]) -> None:
     whole = full_row(raw)
     row = row_of(raw)
-    assert row.context["_trimmed"]["steps"]
+    assert row.context_object()["_trimmed"]["steps"]
     assert row.fingerprint == whole.fingerprint
     # Grouping the trimmed event as it is would have opened another bug: the test has teeth.
     result = trimmed(raw)
@@ -372,10 +374,9 @@ def test_ingest_stores_an_oversized_event_and_counts_it() -> None:
                              "1", RECEIVED, LIMITS)
     assert result.problems == [] and result.trimmed == 1
     big_row, small_row = result.batch.error_logs
-    assert big_row.context["_trimmed"]["steps"] == [{"cut": "vars",
-                                                      "bytes": big_row.context["_trimmed"]
-                                                      ["steps"][0]["bytes"]}]
-    assert "_trimmed" not in small_row.context
+    steps = big_row.context_object()["_trimmed"]["steps"]
+    assert steps == [{"cut": "vars", "bytes": steps[0]["bytes"]}]
+    assert "_trimmed" not in small_row.context_object()
     assert big_row.fingerprint == small_row.fingerprint
     assert result.event_id == raw["event_id"]
 
@@ -384,7 +385,8 @@ def test_ingest_store_trims_by_the_size_received() -> None:
     raw = event(extra={"e": "e" * 2 * MB})
     result = ingest_store(copy.deepcopy(raw), "1", RECEIVED, LIMITS, size=len(orjson.dumps(raw)))
     assert result.trimmed == 1
-    assert [s["cut"] for s in result.batch.error_logs[0].context["_trimmed"]["steps"]] == ["extra"]
+    context = result.batch.error_logs[0].context_object()
+    assert [s["cut"] for s in context["_trimmed"]["steps"]] == ["extra"]
 
 
 @pytest.mark.parametrize(("kind", "payload"), [

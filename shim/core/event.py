@@ -12,71 +12,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shim.core import grouping, policy, stacktrace
+from shim.core import grouping, policy, projection, stacktrace
 from shim.core.envelope import parse_event_id
 from shim.core.errors import InvalidEnvelope, InvalidEvent
 from shim.core.levels import normalize_level
-from shim.core.records import ErrorLog, new_row_id
-from shim.core.scrub import Scrubber, scrub_event
-
-LEGACY_KEYS = {
-    "sentry.interfaces.Exception": "exception",
-    "sentry.interfaces.Message": "logentry",
-    "sentry.interfaces.Stacktrace": "stacktrace",
-    "sentry.interfaces.Http": "request",
-    "sentry.interfaces.User": "user",
-    "sentry.interfaces.Breadcrumbs": "breadcrumbs",
-}
-
-DEFAULT_SCRUBBER = Scrubber()
-
-CONTEXT_KEYS = (
-    "tags", "extra", "contexts", "user", "request", "release", "environment", "server_name", "sdk",
-    "breadcrumbs", "platform", "logger", "transaction", "dist", "fingerprint",
-)
-
-
-# Top-level keys a row is built from; everything else (modules, spans, debug_meta...) is dropped.
-USED_KEYS = frozenset({*CONTEXT_KEYS, "event_id", "timestamp", "level", "logger", "message",
-                        "logentry", "exception", "threads", "stacktrace", "contexts"})
-# Frame fields the stack trace text and the fingerprint use. Local variables and the source lines
-# around each frame are never stored, so they are dropped before scrubbing rather than scrubbed.
-FRAME_KEYS = ("filename", "abs_path", "module", "function", "lineno", "in_app", "context_line")
-
-
-def _slim_frames(holder: object) -> object:
-    """A copy of an exception value / thread / stacktrace with only the frame fields we use."""
-    if not isinstance(holder, dict):
-        return holder
-    stacktrace = holder.get("stacktrace") if "frames" not in holder else holder
-    if not isinstance(stacktrace, dict) or not isinstance(stacktrace.get("frames"), list):
-        return holder
-    frames = [{k: f[k] for k in FRAME_KEYS if k in f} if isinstance(f, dict) else f
-              for f in stacktrace["frames"]]
-    if stacktrace is holder:
-        return {**holder, "frames": frames}
-    return {**holder, "stacktrace": {**stacktrace, "frames": frames}}
-
-
-def _used_parts(event: dict[str, Any]) -> dict[str, Any]:
-    """The event with legacy keys mapped, unused keys dropped and frames slimmed (shallow copies)."""
-    event = dict(event)
-    for legacy, modern in LEGACY_KEYS.items():
-        if legacy in event and modern not in event:
-            event[modern] = event[legacy]
-    used = {k: v for k, v in event.items() if k in USED_KEYS}
-    if isinstance(used.get("stacktrace"), dict):
-        used["stacktrace"] = _slim_frames(used["stacktrace"])
-    for key in ("exception", "threads"):
-        raw = used.get(key)
-        values = raw.get("values") if isinstance(raw, dict) else raw
-        if isinstance(values, list):
-            slim = [_slim_frames(v) for v in values]
-            used[key] = {**raw, "values": slim} if isinstance(raw, dict) else slim
-        elif isinstance(raw, dict) and ("type" in raw or "value" in raw):
-            used[key] = _slim_frames(raw)  # a lone exception object (very old clients)
-    return used
-
+from shim.core.projection import CONTEXT_KEYS
+from shim.core.records import ErrorLog, context_json, new_row_id
+from shim.core.scrub import DEFAULT_SCRUBBER, Scrubber, scrub_event
 
 # A UTC time as Python SDKs write it; any other form is parsed and written again.
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
@@ -280,34 +222,17 @@ def normalize_event(
     bug_level: str,
     item_type: str = "event",
     scrubber: Scrubber = DEFAULT_SCRUBBER,
+    annotations: dict[str, Any] | None = None,
 ) -> ErrorLog:
     """The ``error_logs`` row for one event (with its ``BugSignal`` when the policy says so).
 
-    Secrets are scrubbed first, so nothing derived from the event (message, stack trace, context,
-    fingerprint) ever holds them."""
-    if not isinstance(event, dict):
-        raise InvalidEvent(f"event must be a JSON object, got {type(event).__name__}")
-    # Only what a row is built from is kept (and scrubbed): the caller's dict is untouched.
-    return normalize_used(_used_parts(event), event_id=event_id, project_id=project_id,
-                          received=received, bug_level=bug_level, item_type=item_type,
-                          scrubber=scrubber)
-
-
-def normalize_used(
-    used: dict[str, Any],
-    *,
-    event_id: str | None,
-    project_id: str,
-    received: datetime,
-    bug_level: str,
-    item_type: str = "event",
-    scrubber: Scrubber = DEFAULT_SCRUBBER,
-    dumped: bytes | None = None,
-) -> ErrorLog:
-    """``normalize_event`` of the parts a row is built from, as ``_used_parts`` gives them (or
-    ``shim.core.projection`` straight from the JSON text). ``dumped``, when given, is ``used`` as JSON:
-    the scrubber's one-pass test reads it instead of serialising the parts again."""
-    event = scrub_event(used, scrubber, dumped)
+    ``event`` is an event item's payload as it arrived (``bytes``) or a JSON value decoded
+    already; either way it is read once, by ``shim.core.projection.read``. Secrets are scrubbed
+    first, so nothing derived from the event (message, stack trace, context, fingerprint) ever
+    holds them; the caller's value is untouched. ``annotations`` are added to the row's context
+    (``shim.core.trim`` records there what it cut)."""
+    used, text = projection.read(event, scrubber)
+    event = scrub_event(used, scrubber, text)
     if event_id is None:
         raw_id = event.get("event_id")
         try:
@@ -374,7 +299,7 @@ def normalize_used(
         log_level=level,
         component=component,
         message=message,
-        context=context_of(event, tags),
+        context=context_json({**context_of(event, tags), **(annotations or {})}),
         error_type=error_type,
         error_message=error_message,
         stack_trace=stack_trace,

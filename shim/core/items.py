@@ -18,19 +18,13 @@ from typing import Any
 
 import orjson
 
-from shim.core import grouping, projection, trim
+from shim.core import grouping, trim
 from shim.core.envelope import Envelope, Item, parse_event_id
 from shim.core.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
-from shim.core.event import (
-    DEFAULT_SCRUBBER,
-    iso_utc,
-    isoformat_utc,
-    normalize_event,
-    normalize_used,
-)
+from shim.core.event import iso_utc, isoformat_utc, normalize_event
 from shim.core.levels import normalize_level, otel_level
-from shim.core.records import Batch, CheckIn, ErrorLog, new_row_id
-from shim.core.scrub import Scrubber
+from shim.core.records import Batch, CheckIn, ErrorLog, context_json, new_row_id
+from shim.core.scrub import DEFAULT_SCRUBBER, Scrubber
 
 log = logging.getLogger("shim.ingest")
 
@@ -95,18 +89,19 @@ def ingest_store(
 ) -> Ingested:
     """A legacy store body's event; ``size``, its length as received, decides whether it is
     trimmed (``shim.core.trim``)."""
+    cut = False
     if size > limits.max_event_bytes:
-        row = trim.oversized_row(event, size, max_bytes=limits.max_event_bytes, event_id=None,
-                                 project_id=project_id, received=received,
-                                 bug_level=limits.bug_level, item_type="store",
-                                 scrubber=limits.scrubber)
+        row, cut = trim.oversized_row(event, size, max_bytes=limits.max_event_bytes,
+                                      event_id=None, project_id=project_id, received=received,
+                                      bug_level=limits.bug_level, item_type="store",
+                                      scrubber=limits.scrubber)
     else:
         row = normalize_event(event, event_id=None, project_id=project_id, received=received,
                               bug_level=limits.bug_level, item_type="store",
                               scrubber=limits.scrubber)
     batch = Batch(error_logs=[row], item_counts={"event": 1},
                   received_at=isoformat_utc(received))
-    return Ingested(batch, event_id=row.event_id, trimmed=int("_trimmed" in row.context))
+    return Ingested(batch, event_id=row.event_id, trimmed=int(cut))
 
 
 def _payload(item: Item, limits: Limits) -> bytes:
@@ -130,23 +125,6 @@ def _payload_json(item: Item, limits: Limits) -> Any:
     return _json(item, _payload(item, limits))
 
 
-def _event_row(item: Item, envelope: Envelope, project_id: str, received: datetime,
-               limits: Limits) -> ErrorLog:
-    """The row of an event item: from its used parts read straight from the text when the event
-    has the common shape (``shim.core.projection``), else from the whole JSON."""
-    payload = _payload(item, limits)
-    projected = projection.used_parts(payload, limits.scrubber)
-    if projected is not None:
-        used, dumped = projected
-        return normalize_used(used, event_id=envelope.event_id, project_id=project_id,
-                              received=received, bug_level=limits.bug_level,
-                              scrubber=limits.scrubber, dumped=dumped)
-    return normalize_event(
-        _json(item, payload), event_id=envelope.event_id, project_id=project_id,
-        received=received, bug_level=limits.bug_level, scrubber=limits.scrubber,
-    )
-
-
 def _ingest_item(
     item: Item,
     envelope: Envelope,
@@ -158,13 +136,15 @@ def _ingest_item(
 ) -> None:
     if item.type == "event":
         if len(item.payload) > limits.max_event_bytes:  # trimmed to fit, not refused
-            row = trim.oversized_row(
+            row, cut = trim.oversized_row(
                 _json(item, item.payload), len(item.payload), max_bytes=limits.max_event_bytes,
                 event_id=envelope.event_id, project_id=project_id, received=received,
                 bug_level=limits.bug_level, scrubber=limits.scrubber)
-            result.trimmed += "_trimmed" in row.context
+            result.trimmed += cut
         else:
-            row = _event_row(item, envelope, project_id, received, limits)
+            row = normalize_event(_payload(item, limits), event_id=envelope.event_id,
+                                  project_id=project_id, received=received,
+                                  bug_level=limits.bug_level, scrubber=limits.scrubber)
         result.batch.error_logs.append(row)
         result.event_id = result.event_id or row.event_id
     elif item.type == "log":
@@ -252,7 +232,7 @@ def log_record(
         log_level=_log_level(record),
         component=str(attributes.get("component") or logger or "unknown"),
         message=body,
-        context=context,
+        context=context_json(context),
         error_type=None,
         error_message=None,
         stack_trace=None,

@@ -1,9 +1,11 @@
-"""An event's JSON text decoded straight into the parts a row is built from. Pure.
+"""Reading an event: from its JSON text (or an already decoded value) to the parts a row is built
+from. Pure. ``read`` is the one way in; ``shim.core.event.normalize_event`` builds the row from what it
+returns.
 
 Most of an SDK event's bytes are never stored: frame local variables, the source lines around each
-frame, the ``modules`` list. ``normalize._used_parts`` drops them after ``orjson`` has built them
-all as Python objects; here msgspec skips them while it reads the text (typed dicts with only the
-keys we use), which takes about a third of the time for a typical Python SDK event.
+frame, the ``modules`` list. msgspec reads the text into typed dicts of only the keys we use
+(``_projected``), skipping the rest without building it, which takes about a third of the time of
+decoding everything with orjson and dropping it afterwards, for a typical Python SDK event.
 
 Breadcrumbs are stored but never read, and they are the bulk of what is stored (about 8 of a
 typical event's 14 KB). Their list is kept as the JSON text it arrived as and written into the
@@ -12,20 +14,103 @@ and writing it again would give in a way that matters (``_AS_IS``): anything the
 on, a ``\\u`` escape (which could spell a key word), a line break (the backup log is one row per
 line), a number past the range of a double (which orjson, reading the log back, refuses).
 
-``used_parts`` gives what ``_used_parts(orjson.loads(payload))`` would give for everything the row
-reads, or ``None`` when the payload is not in the common shape, and the general path (orjson, then
-``_used_parts``) takes it. ``tests/test_projection.py`` checks the rows are the same either way.
+The few payloads msgspec cannot read the same way (see ``_projected``) and values decoded already
+(legacy store bodies, events being trimmed) are read whole and reduced to the same parts
+(``_used_parts``); ``tests/test_projection.py`` checks that both give the same rows.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, cast
+from typing import Any, NamedTuple, TypedDict, cast
 
 import msgspec
 import orjson
 
-from shim.core.event import DEFAULT_SCRUBBER, FRAME_KEYS, LEGACY_KEYS, USED_KEYS
-from shim.core.scrub import Scrubber
+from shim.core.errors import InvalidEvent
+from shim.core.scrub import DEFAULT_SCRUBBER, Scrubber
+
+LEGACY_KEYS = {
+    "sentry.interfaces.Exception": "exception",
+    "sentry.interfaces.Message": "logentry",
+    "sentry.interfaces.Stacktrace": "stacktrace",
+    "sentry.interfaces.Http": "request",
+    "sentry.interfaces.User": "user",
+    "sentry.interfaces.Breadcrumbs": "breadcrumbs",
+}
+"""Old clients' names of the parts, and the names they have now."""
+
+CONTEXT_KEYS = (
+    "tags", "extra", "contexts", "user", "request", "release", "environment", "server_name", "sdk",
+    "breadcrumbs", "platform", "logger", "transaction", "dist", "fingerprint",
+)
+"""The top-level keys kept in a row's ``context`` (``shim.core.event.context_of``)."""
+
+USED_KEYS = frozenset({*CONTEXT_KEYS, "event_id", "timestamp", "level", "logger", "message",
+                       "logentry", "exception", "threads", "stacktrace", "contexts"})
+"""Top-level keys a row is built from; everything else (modules, spans, debug_meta...) is dropped."""
+
+FRAME_KEYS = ("filename", "abs_path", "module", "function", "lineno", "in_app", "context_line")
+"""Frame fields the stack trace text and the fingerprint use. Local variables and the source lines
+around each frame are never stored, so they are dropped before scrubbing rather than scrubbed."""
+
+
+class Parts(NamedTuple):
+    """What ``read`` gives: the used parts (legacy keys mapped, other keys dropped, frames slimmed)
+    and, when the reading has it, their JSON for the scrubber's one-pass test (``scrub_event``)."""
+
+    used: dict[str, Any]
+    text: bytes | None
+
+
+def read(event: object, scrubber: Scrubber = DEFAULT_SCRUBBER) -> Parts:
+    """The parts of an event a row is built from. ``event`` is an event item's payload as it
+    arrived (``bytes``) or a JSON value decoded already. Raises ``InvalidEvent`` when it is not
+    JSON or not an object."""
+    if isinstance(event, bytes):
+        projected = _projected(event, scrubber)
+        if projected is not None:
+            return projected
+        try:
+            event = orjson.loads(event)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent(f"event item payload is not valid JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"event must be a JSON object, got {type(event).__name__}")
+    return Parts(_used_parts(event), None)
+
+
+def _slim_frames(holder: object) -> object:
+    """A copy of an exception value / thread / stacktrace with only the frame fields we use."""
+    if not isinstance(holder, dict):
+        return holder
+    stacktrace = holder.get("stacktrace") if "frames" not in holder else holder
+    if not isinstance(stacktrace, dict) or not isinstance(stacktrace.get("frames"), list):
+        return holder
+    frames = [{k: f[k] for k in FRAME_KEYS if k in f} if isinstance(f, dict) else f
+              for f in stacktrace["frames"]]
+    if stacktrace is holder:
+        return {**holder, "frames": frames}
+    return {**holder, "stacktrace": {**stacktrace, "frames": frames}}
+
+
+def _used_parts(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with legacy keys mapped, unused keys dropped and frames slimmed (shallow copies)."""
+    event = dict(event)
+    for legacy, modern in LEGACY_KEYS.items():
+        if legacy in event and modern not in event:
+            event[modern] = event[legacy]
+    used = {k: v for k, v in event.items() if k in USED_KEYS}
+    if isinstance(used.get("stacktrace"), dict):
+        used["stacktrace"] = _slim_frames(used["stacktrace"])
+    for key in ("exception", "threads"):
+        raw = used.get(key)
+        values = raw.get("values") if isinstance(raw, dict) else raw
+        if isinstance(values, list):
+            slim = [_slim_frames(v) for v in values]
+            used[key] = {**raw, "values": slim} if isinstance(raw, dict) else slim
+        elif isinstance(raw, dict) and ("type" in raw or "value" in raw):
+            used[key] = _slim_frames(raw)  # a lone exception object (very old clients)
+    return used
 
 
 class _Frame(TypedDict, total=False):
@@ -67,7 +152,7 @@ class _Breadcrumbs(TypedDict, total=False):
 
 
 class _Event(TypedDict, total=False):
-    """The top-level keys a row is built from (``normalize.USED_KEYS``)."""
+    """The top-level keys a row is built from (``USED_KEYS``)."""
 
     exception: _Values | list[_Value] | None
     threads: _Values | list[_Value] | None
@@ -106,7 +191,7 @@ class _Read(_Event, _Legacy, total=False):
     """What is read of an event."""
 
 
-# The lists above must be exactly what normalize reads.
+# The typed dicts above must read exactly what the general path keeps.
 assert tuple(_Frame.__annotations__) == FRAME_KEYS
 assert set(_Event.__annotations__) == USED_KEYS
 assert set(_Legacy.__annotations__) == set(LEGACY_KEYS)
@@ -121,13 +206,13 @@ EVENT_DECODER = msgspec.json.Decoder(_Read)
 _AS_IS = rb"\\u|[\n\r]|[0-9][eE][-+]?[0-9]{3,}[,\]} \t]"
 
 
-def used_parts(payload: bytes, scrubber: Scrubber = DEFAULT_SCRUBBER
-               ) -> tuple[dict[str, Any], bytes] | None:
-    """(the used parts, JSON to test) of an event payload, or None for the general path.
+def _projected(payload: bytes, scrubber: Scrubber) -> Parts | None:
+    """The parts of a payload read by msgspec, or None for the general path.
 
-    The JSON is what the scrubber's one-pass test still has to read (the parts would otherwise be
-    serialised again for it): the parts, but for a breadcrumbs list kept as text, which was tested
-    here already. Where msgspec and orjson could differ, the general path decides:
+    Their text is what the scrubber's one-pass test still has to read: the parts written again
+    (fast: orjson, and only what is kept, so a secret in a dropped frame variable costs nothing),
+    but for a breadcrumbs list kept as text, which was tested here already. Where msgspec and
+    orjson could differ, the general path decides:
 
     - invalid UTF-8 in a skipped string: orjson refuses it, msgspec does not look (checked here);
     - integers past 64 bits in a used part: orjson reads them as floats (writing the parts back
@@ -148,9 +233,10 @@ def used_parts(payload: bytes, scrubber: Scrubber = DEFAULT_SCRUBBER
             text = bytes(crumbs["values"])
             if text[:1] == b"[" and scrubber.suspect_or(_AS_IS).search(text) is None:
                 used["breadcrumbs"] = {"values": orjson.Fragment(text)}
-                return used, orjson.dumps({k: v for k, v in used.items() if k != "breadcrumbs"})
+                return Parts(used, orjson.dumps({k: v for k, v in used.items()
+                                                 if k != "breadcrumbs"}))
             used["breadcrumbs"] = {"values": orjson.loads(text)}
-        return used, orjson.dumps(used)
+        return Parts(used, orjson.dumps(used))
     except (UnicodeDecodeError, msgspec.ValidationError, msgspec.DecodeError,
             orjson.JSONEncodeError, orjson.JSONDecodeError,
             RecursionError):  # msgspec's depth limit is Python's

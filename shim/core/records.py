@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import orjson
@@ -30,6 +29,12 @@ def new_row_id() -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
+def context_json(context: dict[str, Any]) -> bytes:
+    """A row's context as the JSON text ``ErrorLog.context`` holds: keys that are not strings
+    written as text, values JSON has no form for as their ``str()``."""
+    return orjson.dumps(context, option=orjson.OPT_NON_STR_KEYS, default=str)
+
+
 @dataclass(frozen=True)
 class BugSignal:
     """The part of an event that opens or updates a bug (the bug policy said it should)."""
@@ -43,7 +48,12 @@ class BugSignal:
 
 @dataclass(frozen=True)
 class ErrorLog:
-    """One row of ``error_logs``; ``bug`` is set when this event also counts towards a bug."""
+    """One row of ``error_logs``; ``bug`` is set when this event also counts towards a bug.
+
+    The same record crosses every boundary: the journal process's pipe (its fields in order,
+    ``shim.writer.process``), the backup log (its fields by name, ``shim.writer.log``) and the
+    stores. ``context`` is already the column's JSON text, serialised once where the row is made,
+    so none of them serialises or parses it again."""
 
     id: str
     event_id: str
@@ -51,7 +61,7 @@ class ErrorLog:
     log_level: str
     component: str
     message: str
-    context: dict[str, Any]
+    context: bytes  # a JSON object's text (``context_json``)
     error_type: str | None
     error_message: str | None
     stack_trace: str | None
@@ -62,18 +72,10 @@ class ErrorLog:
     item_type: str = "event"  # event | log | store
     bug: BugSignal | None = None
 
-    @cached_property
-    def context_json(self) -> bytes:
-        """``context`` as JSON, serialised once for the backup log and the store."""
-        return orjson.dumps(self.context, option=orjson.OPT_NON_STR_KEYS, default=str)
-
-    @classmethod
-    def with_context_json(cls, context_json: bytes, **values: Any) -> ErrorLog:
-        """A row known by its context's JSON only, as the journal process receives it: the log
-        and the stores read ``context_json``; ``context`` is left empty, not parsed again."""
-        row = cls(context={}, **values)
-        row.__dict__["context_json"] = context_json  # what the cached property would hold
-        return row
+    def context_object(self) -> dict[str, Any]:
+        """``context`` read back, for the few that look inside it (storm slimming, tests)."""
+        value: dict[str, Any] = orjson.loads(self.context)
+        return value
 
 
 @dataclass(frozen=True)

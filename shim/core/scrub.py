@@ -220,6 +220,10 @@ _UNTOUCHED = frozenset({"event_id", "timestamp", "platform", "level", "fingerpri
                         "modules", "debug_meta"})
 
 
+DEFAULT_SCRUBBER = Scrubber()
+"""The scrubber with the default key words only (no ``SHIM_SCRUB_KEYS``)."""
+
+
 def scrub_event(event: dict[str, Any], scrubber: Scrubber,
                 dumped: bytes | None = None) -> dict[str, Any]:
     """The event with every part but the bookkeeping scrubbed (the event itself when clean).

@@ -41,17 +41,10 @@ from typing import Any
 import orjson
 
 from shim.core.errors import InvalidEvent, PayloadTooLarge
-from shim.core.event import (
-    DEFAULT_SCRUBBER,
-    FRAME_KEYS,
-    LEGACY_KEYS,
-    USED_KEYS,
-    exception_values,
-    normalize_event,
-    tags_of,
-)
+from shim.core.event import exception_values, normalize_event, tags_of
+from shim.core.projection import FRAME_KEYS, LEGACY_KEYS, USED_KEYS
 from shim.core.records import ErrorLog
-from shim.core.scrub import Scrubber
+from shim.core.scrub import DEFAULT_SCRUBBER, Scrubber
 
 KEEP_BREADCRUMBS = 10
 MIN_STRING_CHARS = 256
@@ -69,7 +62,7 @@ _CORE = ((1024, 4, 16), (256, 2, 4), (64, 1, 1), (16, 1, 1))
 _CORE_SCALARS = ("event_id", "timestamp", "level", "platform", "logger", "transaction",
                  "release", "environment", "server_name", "dist")
 _CORE_TAGS = ("component", "workspace_id", "request_id")
-# What the fingerprint is computed from (``normalize_used``: ``grouping.fingerprint``'s custom
+# What the fingerprint is computed from (``normalize_event``: ``grouping.fingerprint``'s custom
 # fingerprint, exceptions, template and variables), old clients' names included.
 GROUPING_KEYS = ("exception", "logentry", "message", "fingerprint", "level", "logger",
                  "transaction", "sentry.interfaces.Exception", "sentry.interfaces.Message")
@@ -118,7 +111,7 @@ def _replace(holder: dict[str, Any] | list[Any], key: Any, new: object) -> int:
 
 def _stacks(event: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Every stack trace of the event (exceptions', threads', the event's own) with a frame list,
-    found as ``normalize._slim_frames`` finds them."""
+    found as ``shim.core.projection`` finds them to slim their frames."""
     holders: list[Any] = [event.get("stacktrace")]
     for key in ("exception", "threads"):
         raw = event.get(key)
@@ -370,7 +363,7 @@ def trim(event: dict[str, Any], max_bytes: int, received_bytes: int,
     """Cut ``event`` in place until its compact JSON is at most ``max_bytes`` (see the module
     doc). Raises ``PayloadTooLarge`` when even its core does not fit, ``InvalidEvent`` when it
     nests deeper than JSON is written."""
-    for legacy, modern in LEGACY_KEYS.items():  # as normalize._used_parts maps them
+    for legacy, modern in LEGACY_KEYS.items():  # as shim.core.projection maps them
         if legacy in event:
             value = event.pop(legacy)
             event.setdefault(modern, value)
@@ -395,19 +388,21 @@ def trim(event: dict[str, Any], max_bytes: int, received_bytes: int,
 
 def oversized_row(event: object, received_bytes: int, *, max_bytes: int,
                   event_id: str | None, project_id: str, received: datetime, bug_level: str,
-                  item_type: str = "event", scrubber: Scrubber = DEFAULT_SCRUBBER) -> ErrorLog:
-    """The row of an event that arrived larger than ``max_bytes``: trimmed to fit, with
-    ``context["_trimmed"]`` saying what was cut, and the fingerprint of the event as it arrived
-    (computed before any cut from the parts grouping reads)."""
+                  item_type: str = "event", scrubber: Scrubber = DEFAULT_SCRUBBER
+                  ) -> tuple[ErrorLog, bool]:
+    """The row of an event that arrived larger than ``max_bytes``, and whether anything was cut:
+    trimmed to fit, with ``context["_trimmed"]`` saying what was cut, and the fingerprint of the
+    event as it arrived (computed before any cut from the parts grouping reads)."""
     if not isinstance(event, dict):
         raise InvalidEvent(f"event must be a JSON object, got {type(event).__name__}")
     grouped = normalize_event({k: event[k] for k in GROUPING_KEYS if k in event},
                               event_id=event_id, project_id=project_id, received=received,
                               bug_level=bug_level, item_type=item_type, scrubber=scrubber)
     trimmed = trim(event, max_bytes, received_bytes, scrubber)
+    cut = bool(trimmed.steps)  # else its compact JSON fits: nothing was cut
     row = normalize_event(event, event_id=event_id, project_id=project_id, received=received,
-                          bug_level=bug_level, item_type=item_type, scrubber=scrubber)
-    if not trimmed.steps:  # its compact JSON fits: nothing was cut
-        return row
-    return dataclasses.replace(row, fingerprint=grouped.fingerprint,
-                               context={**row.context, "_trimmed": trimmed.record})
+                          bug_level=bug_level, item_type=item_type, scrubber=scrubber,
+                          annotations={"_trimmed": trimmed.record} if cut else None)
+    if not cut:
+        return row, False
+    return dataclasses.replace(row, fingerprint=grouped.fingerprint), True

@@ -157,7 +157,7 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int, reuse_json: bool
             "error_logs": [{
                 "id": row.id, "event_id": row.event_id, "project_id": row.project_id,
                 "log_level": row.log_level, "component": row.component, "message": row.message,
-                "context": orjson.Fragment(row.context_json) if reuse_json else row.context,
+                "context": orjson.Fragment(row.context) if reuse_json else row.context_object(),
                 "error_type": row.error_type,
                 "error_message": row.error_message, "stack_trace": row.stack_trace,
                 "request_id": row.request_id, "workspace_id": row.workspace_id,

@@ -218,7 +218,7 @@ class SQLiteStore(SQLiteReads):
 
         inserted = self.db.executemany(_INSERT_LOG_CHECKED if checked else INSERT_ERROR_LOG, [
             (row.id, row.event_id, row.project_id, row.log_level, row.component, row.message,
-             row.context_json.decode(), row.error_type, row.error_message, row.stack_trace,
+             row.context.decode(), row.error_type, row.error_message, row.stack_trace,
              row.request_id, row.workspace_id, row.fingerprint,
              bugs[row.fingerprint][0] if row.bug is not None else None,
              row.item_type, row.created_at, received_at)

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from shim.core.records import Batch, BugSignal, CheckIn, ErrorLog, StatusChange
+from shim.core.records import Batch, BugSignal, CheckIn, ErrorLog, StatusChange, context_json
 
 FORMAT = 1
 MARKER = ".applied"
@@ -73,9 +73,9 @@ _ROW_FIELDS = tuple(f.name for f in fields(ErrorLog))
 
 
 def _row(row: ErrorLog) -> dict[str, Any]:
-    """The row's fields, its context as the JSON the store gets too (serialised once)."""
+    """The row's fields by name, its context the JSON text it already is."""
     values = {name: getattr(row, name) for name in _ROW_FIELDS}
-    values["context"] = orjson.Fragment(row.context_json)
+    values["context"] = orjson.Fragment(row.context)
     return values
 
 
@@ -96,7 +96,8 @@ def parse_line(line: bytes) -> Batch:
     if kind == "error_log":
         row = dict(data["row"])
         bug = row.pop("bug", None)
-        return Batch(error_logs=[ErrorLog(**row, bug=BugSignal(**bug) if bug else None)],
+        return Batch(error_logs=[ErrorLog(**row | {"context": context_json(row["context"])},
+                                          bug=BugSignal(**bug) if bug else None)],
                      received_at=received_at)
     if kind == "check_in":
         return Batch(check_ins=[CheckIn(**data["check_in"])], received_at=received_at)
