@@ -136,6 +136,8 @@ async def _envelope(state: State, project: str, request: Request) -> dict[str, A
         ingested = ingest_envelope(envelope, project_id, datetime.now(UTC), state.limits)
     await _commit(state, ingested.batch, key)
     state.trimmed += ingested.trimmed
+    if state.forwarder is not None:  # stored here first; the upstream never delays the answer
+        state.forwarder.offer(project_id, envelope)
     return _answer(ingested)
 
 
@@ -150,15 +152,19 @@ async def store_endpoint(request: Request) -> Response:
     state.keys.check(key, project_id)
     assert key is not None  # check() refused a missing key
     data = await _body(request, state.settings)
+    event = legacy_store_json(data)
+    # What goes upstream is the event as sent (trimming an oversized one cuts it in place).
+    upstream_json = orjson.dumps(event) if state.forwarder is not None else b""
 
     def ingest() -> Ingested:  # an event over SHIM_MAX_EVENT_BYTES is trimmed, not refused
-        return ingest_store(legacy_store_json(data), project_id, datetime.now(UTC), state.limits,
-                            size=len(data))
+        return ingest_store(event, project_id, datetime.now(UTC), state.limits, size=len(data))
 
     oversized = len(data) > state.settings.max_event_bytes  # then off the loop, as envelopes
     ingested = await asyncio.to_thread(ingest) if oversized else ingest()
     await _commit(state, ingested.batch, key)
     state.trimmed += ingested.trimmed
+    if state.forwarder is not None:
+        state.forwarder.offer_store(project_id, upstream_json)
     return JSON(_answer(ingested))
 
 
@@ -185,6 +191,7 @@ async def healthz(request: Request) -> Response:
         "rate_limited": state.limiter.refused,
         "refused": state.refusals.as_json(),
         "stored_slim": state.storm.slimmed,
+        "forward": state.forwarder.summary() if state.forwarder is not None else None,
     # Unable to keep events at all (the backup log cannot be written): unhealthy, so a container
     # health check notices. A store that is only behind still takes events: healthy, degraded.
     }, status_code=503 if writer.log_error else 200)

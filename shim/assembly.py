@@ -17,9 +17,10 @@ from shim.core.auth import Keys
 from shim.core.items import Limits
 from shim.core.scrub import Scrubber
 from shim.core.storm import StormGuard
+from shim.forward import Forwarder
 from shim.ratelimit import RateLimiter
 from shim.refusals import Refusals
-from shim.settings import Settings
+from shim.settings import Settings, SettingsError
 from shim.store import Store, open_store
 from shim.writer.exporter import Exporter
 from shim.writer.group import Writer
@@ -51,6 +52,8 @@ class State:
         self.refusals = Refusals()
         self.trimmed = 0  # events over SHIM_MAX_EVENT_BYTES stored trimmed (shim.core.trim)
         self.started = time.time()
+        # What is stored also goes upstream (SHIM_FORWARD_DSN), queued once committed.
+        self.forwarder = Forwarder.from_settings(settings)
 
 
 def open_journal(settings: Settings, store: Store | None = None) -> Journaling:
@@ -78,12 +81,20 @@ async def running(settings: Settings, keys: Keys, store: Store | None = None
                   ) -> AsyncIterator[State]:
     """A started server's ``State``: the writer and the exporter running until the block ends,
     then stopped in turn and the journal closed."""
+    looping = settings.forwards_to_itself()
+    if looping is not None:
+        raise SettingsError(f"SHIM_FORWARD_DSN={looping.masked!r} names this server itself "
+                            f"(port {settings.port}): events would go round in a loop")
     state = State(settings, keys, open_journal(settings, store))
     await state.writer.start()
     await state.exporter.start()
+    if state.forwarder is not None:
+        await state.forwarder.start()
     try:
         yield state
     finally:
         await state.writer.stop()
         await state.exporter.stop()
+        if state.forwarder is not None:
+            await state.forwarder.stop()
         state.writer.journal.close()

@@ -13,9 +13,11 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from shim.core.auth import PublicKey
 from shim.core.levels import LEVELS
+from shim.core.upstream import Targets, Upstream, parse_item_types, parse_targets
 
 
 class SettingsError(ValueError):
@@ -133,6 +135,24 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _rate(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 1:
+        raise ValueError("must be a number from 0 to 1")
+    return value
+
+
+def _megabytes(raw: str) -> int:
+    return _positive_int(raw) * 1024 * 1024
+
+
+def _hours(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number of hours")
+    return value * 3600
+
+
 def _switch(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -194,6 +214,19 @@ SETTINGS: tuple[Setting, ...] = (
             "With SQLite, each server process appends to the backup log and commits in a child "
             "process of its own, beside request handling rather than in turn with it; 0: in the "
             "server process."),
+    Setting("SHIM_FORWARD_DSN", "forward_dsn", parse_targets, None,
+            "Also send what is stored to this upstream Sentry DSN (while moving to it), or "
+            "`project_id=DSN` pairs, comma-separated, for several projects; unset: no forwarding."),
+    Setting("SHIM_FORWARD_ITEM_TYPES", "forward_item_types", parse_item_types, "event,check_in",
+            "Item types forwarded, comma-separated: event, check_in, log, transaction, span, "
+            "attachment, or all."),
+    Setting("SHIM_FORWARD_SAMPLE_RATE", "forward_sample_rate", _rate, "1",
+            "Share of envelopes forwarded, from 0 to 1."),
+    Setting("SHIM_FORWARD_MAX_MB", "forward_max_bytes", _megabytes, "200",
+            "Size of the forward queue on disk (`<SHIM_DATA_DIR>/forward`) in MiB; past it the "
+            "oldest envelopes are dropped and counted."),
+    Setting("SHIM_FORWARD_MAX_AGE_HOURS", "forward_max_age", _hours, "72",
+            "Hours an envelope may wait for the upstream before it is dropped and counted."),
 )
 
 
@@ -220,6 +253,11 @@ class Settings:
     cors_origins: tuple[str, ...]
     log_level: str
     journal_process: bool
+    forward_dsn: Targets | None
+    forward_item_types: frozenset[str] | None
+    forward_sample_rate: float
+    forward_max_bytes: int
+    forward_max_age: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -247,6 +285,17 @@ class Settings:
     def backup_dir(self) -> Path:
         """Where the backup log (``logs/``) and the bugs snapshot live."""
         return self.data_dir / "bugs"
+
+    def forwards_to_itself(self) -> Upstream | None:
+        """The forward DSN that names this server (same port, a loopback or its own host), which
+        would send every event round in a loop."""
+        if self.forward_dsn is None:
+            return None
+        local = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", self.host.lower()}
+        if self.public_url:
+            local.add((urlsplit(self.public_url).hostname or "").lower())
+        return next((u for u in self.forward_dsn.all()
+                     if u.port == self.port and u.host in local), None)
 
     def replace(self, **changes: Any) -> Settings:
         return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})

@@ -152,11 +152,11 @@ def _clean_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def start_server(data_dir: Path, log_path: Path,
-                 extra: dict[str, str] | None = None) -> Iterator[LiveServer]:
-    """``python -m shim serve`` on a free port with ``data_dir`` (new or existing); stopped with
-    SIGTERM on exit, which must be clean and log no traceback."""
-    port = free_port()
+def start_server(data_dir: Path, log_path: Path, extra: dict[str, str] | None = None,
+                 port: int | None = None) -> Iterator[LiveServer]:
+    """``python -m shim serve`` on ``port`` (default: a free one) with ``data_dir`` (new or
+    existing); stopped with SIGTERM on exit, which must be clean and log no traceback."""
+    port = port or free_port()
     env = {**_clean_env(), "SHIM_DATA_DIR": str(data_dir), "SHIM_PUBLIC_KEYS": PUBLIC_KEY,
            "SHIM_LOG_LEVEL": "info", **(extra or {})}
     url = f"http://127.0.0.1:{port}"

@@ -76,6 +76,13 @@ def test_stores_and_the_writer_never_import_the_app_or_the_cli(module: str) -> N
         assert not under(imported, *EDGES, "starlette", "uvicorn"), f"{module} imports {imported}"
 
 
+@pytest.mark.parametrize("module", sorted(n for n in MODULES if under(n, "shim.forward")))
+def test_forwarding_uses_the_core_and_settings_only(module: str) -> None:
+    for imported in MODULES[module]:
+        assert not under(imported, *EDGES, "shim.store", "shim.writer", "starlette"), (
+            f"{module} imports {imported}")
+
+
 @pytest.mark.parametrize("module", sorted(n for n in MODULES if under(n, *BACKENDS)))
 def test_a_store_backend_never_imports_another_backend(module: str) -> None:
     own = next(b for b in BACKENDS if under(module, b))

@@ -122,8 +122,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
               "(e.g. SHIM_PUBLIC_KEYS=$(python3 -c 'import secrets; print(secrets.token_hex(16))')),"
               " or bind to 127.0.0.1", file=sys.stderr)
         return 2
+    looping = settings.forwards_to_itself()
+    if looping is not None:
+        print(f"shim: SHIM_FORWARD_DSN={looping.masked} names this server itself (port "
+              f"{settings.port}): events would go round in a loop; point it at the upstream "
+              "Sentry", file=sys.stderr)
+        return 2
     keys = resolve_keys(settings, announce=True)
     print_dsns(settings, keys)
+    if settings.forward_dsn is not None:
+        print("shim: forwarding to " + ", ".join(u.masked for u in settings.forward_dsn.all()),
+              file=sys.stderr)
     print(f"shim: storing in {settings.database_url}", file=sys.stderr)
     sys.stdout.flush()
     options: dict[str, Any] = dict(

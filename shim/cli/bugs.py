@@ -242,6 +242,11 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
                             day_ago=(now - parse_duration("24h")).isoformat())
     finally:
         store.close()
+    forward_dir = settings.data_dir / "forward"
+    if settings.forward_dsn is not None or forward_dir.is_dir():
+        from shim.forward.spool import queue_summary
+
+        stats["forward"] = queue_summary(forward_dir)
     if args.json:
         _print_json(stats)
         return 0
@@ -261,4 +266,12 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     print(table(["NUMBER", "COUNT", "STATUS", "TITLE"], [
         [b["bug_number"], b["occurrence_count"], b["status"], b["title"]]
         for b in stats["busiest"]]) if stats["busiest"] else "none")
+    if "forward" in stats:
+        queue = stats["forward"]
+        dropped = ", ".join(f"{n} {why}" for why, n in sorted(queue["dropped"].items()))
+        print("\nForwarding to the upstream Sentry")
+        print(table(["PENDING", "BYTES", "SENT", "DROPPED"], [
+            [queue["pending"], queue["pending_bytes"], queue["sent"], dropped or "0"]]))
+        if queue["last_error"]:
+            print(f"last error: {queue['last_error']}")
     return 0
