@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from shim.alerts.channels import Channel, ChannelError, parse_channels
 from shim.core.auth import PublicKey
 from shim.core.levels import LEVELS
 
@@ -29,6 +30,7 @@ class Setting:
     parse: Callable[[str], Any]
     default: str | None
     help: str
+    secret: bool = False  # its value is never repeated in an error (nor in a repr)
 
 
 def _positive_int(raw: str) -> int:
@@ -133,6 +135,21 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _channels(raw: str) -> tuple[Channel, ...]:
+    try:
+        return parse_channels(raw)
+    except ChannelError as exc:  # (names the channel by its masked form)
+        raise ValueError(str(exc)) from None
+
+
+def _secret_text(raw: str) -> str:
+    value = raw.strip()
+    if len(value) < 16:
+        raise ValueError("must be at least 16 characters (e.g. the output of "
+                         "`python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
+    return value
+
+
 def _switch(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -158,8 +175,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Server processes sharing the port (also `--workers`); the rate limits and the storm "
             "threshold are split evenly between them."),
     Setting("SHIM_PUBLIC_URL", "public_url", _text, None,
-            "Base URL scripts reach the server at, used in the printed DSN; default "
-            "`http://<host>:<port>`."),
+            "Base URL scripts reach the server at, used in the printed DSN and for the links to "
+            "a bug's web page in alerts; default `http://<host>:<port>` (alerts: no links)."),
     Setting("SHIM_BUG_LEVEL", "bug_level", _level, "critical",
             "Lowest event level that opens or updates a bug (unhandled exceptions always do)."),
     Setting("SHIM_MAX_BODY_BYTES", "max_body_bytes", _positive_int, str(20 * 1024 * 1024),
@@ -194,6 +211,15 @@ SETTINGS: tuple[Setting, ...] = (
             "With SQLite, each server process appends to the backup log and commits in a child "
             "process of its own, beside request handling rather than in turn with it; 0: in the "
             "server process."),
+    Setting("SHIM_NOTIFY", "notify", _channels, None,
+            "Alert channels, comma-separated URLs: `slack+https://...`, `discord+https://...`, "
+            "`teams+https://...`, `telegram+https://...`, `smtp://user:pass@host:587/?from=a@x&"
+            "to=b@y`, `smtps://...`, `webhook+https://...` or a plain https URL (see Alerts).",
+            secret=True),
+    Setting("SHIM_WEBHOOK_SECRET", "webhook_secret", _secret_text, None,
+            "Key of the HMAC-SHA256 of each webhook alert's body, sent in `X-Shim-Signature: "
+            "sha256=<hex>` (at least 16 characters); unset: webhooks are not signed.",
+            secret=True),
 )
 
 
@@ -220,6 +246,8 @@ class Settings:
     cors_origins: tuple[str, ...]
     log_level: str
     journal_process: bool
+    notify: tuple[Channel, ...]
+    webhook_secret: str | None = field(repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -236,10 +264,12 @@ class Settings:
             try:
                 values[setting.field] = setting.parse(raw)
             except ValueError as exc:
-                raise SettingsError(f"{setting.env}={raw!r}: {exc}") from None
+                shown = setting.env if setting.secret else f"{setting.env}={raw!r}"
+                raise SettingsError(f"{shown}: {exc}") from None
         values["data_dir"] = Path(values["data_dir"])
         if values["database_url"] is None:
             values["database_url"] = f"sqlite:///{values['data_dir'] / 'shim.db'}"
+        values["notify"] = values["notify"] or ()
         assert {f.name for f in fields(cls)} == set(values)
         return cls(**values)
 
