@@ -26,6 +26,10 @@ from shim.alerts.render import HttpRequest, render
 
 log = logging.getLogger("shim.alerts")
 TIMEOUT = 15.0
+# httpx logs every request's full URL at INFO (and httpcore its steps at DEBUG); a channel's URL
+# holds its secret, so they stay quiet below warnings and our own line says what happened.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class Sender:

@@ -65,6 +65,6 @@ def fitted(text: str, limit: int, escape: Callable[[str], str]) -> str:
     keep = limit
     escaped = escape(cut(text, keep))
     while len(escaped) > limit and keep > 0:
-        keep -= max(1, len(escaped) - limit)
+        keep = min(keep - 1, keep * limit // len(escaped))
         escaped = escape(cut(text, keep))
     return escaped
