@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +22,7 @@ import orjson
 
 from shim.core import grouping, projection, trim
 from shim.core.envelope import Envelope, Item, parse_event_id
-from shim.core.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
+from shim.core.errors import BadRequest, InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
 from shim.core.event import (
     DEFAULT_SCRUBBER,
     iso_utc,
@@ -35,6 +37,7 @@ from shim.core.scrub import Scrubber
 log = logging.getLogger("shim.ingest")
 
 CHECK_IN_STATUSES = ("in_progress", "ok", "error")
+MAX_SLUG = 200
 # The attribute in which a Sentry Logs record names the event id it was stored under before.
 REPLAYED_ID = "shim.event_id"
 _EVENT_ID = re.compile(r"[0-9a-f]{32}")
@@ -301,3 +304,32 @@ def check_in(payload: object, project_id: str, received: datetime) -> CheckIn:
         monitor_config=config if isinstance(config, dict) else None,
         created_at=iso_utc(payload.get("timestamp"), received),
     )
+
+
+def http_check_in(slug: str, fields: Mapping[str, object], project_id: str,
+                  received: datetime) -> CheckIn:
+    """A check-in sent to ``/api/<project>/cron/<slug>/<key>/`` by a script without an SDK:
+    ``status`` (required), ``check_in_id``, ``environment`` (default ``production``, as the SDK
+    and Sentry's HTTP endpoint), ``release``, ``duration`` (seconds) and ``monitor_config``,
+    from the query or a JSON body. It becomes the same ``CheckIn`` an SDK's ``check_in`` item
+    does; without a ``check_in_id`` it gets a new one (a new check-in, not a repeat)."""
+    if not slug or len(slug) > MAX_SLUG:
+        raise BadRequest(f"the monitor slug must be 1 to {MAX_SLUG} characters")
+    status = fields.get("status")
+    if status not in CHECK_IN_STATUSES:
+        raise BadRequest(f"status {str(status)[:32]!r} must be one of "
+                         f"{', '.join(CHECK_IN_STATUSES)}", field="status")
+    payload: dict[str, object] = {
+        "check_in_id": fields.get("check_in_id") or uuid.uuid4().hex, "monitor_slug": slug,
+        "status": status, "environment": fields.get("environment") or "production"}
+    for name in ("release", "monitor_config"):
+        if fields.get(name) is not None:
+            payload[name] = fields[name]
+    duration = fields.get("duration")
+    if duration is not None:
+        try:
+            payload["duration"] = float(duration)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise BadRequest(f"duration {str(duration)[:32]!r} must be a number of seconds",
+                             field="duration") from None
+    return check_in(payload, project_id, received)
