@@ -218,6 +218,9 @@ async def healthz(request: Request) -> Response:
         "rate_limited": state.limiter.refused,
         "refused": state.refusals.as_json(),
         "stored_slim": state.storm.slimmed,
+        "alerts": {"channels": [  # masked: a channel URL's secrets never leave the server
+            {"name": c.name, "kind": c.kind, "url": c.masked, "filters": c.filters.as_text()}
+            for c in state.settings.notify]},
     # Unable to keep events at all (the backup log cannot be written): unhealthy, so a container
     # health check notices. A store that is only behind still takes events: healthy, degraded.
     }, status_code=503 if writer.log_error else 200)

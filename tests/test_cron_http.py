@@ -90,3 +90,26 @@ def test_bad_input_and_keys_are_refused_as_everywhere_else(live_server: LiveServ
     assert call(live_server, f"/api/1/cron/job/{OTHER_PROJECT_KEY}/?status=ok") == (403, {
         "detail": "this DSN key is not valid for project 1", "code": "forbidden"})
     assert live_server.query("SELECT * FROM check_ins") == []
+
+
+NOTIFY = ("https://hooks.slack.com/services/T01/B02/XXslackSECRETxx?level=critical,"
+          "telegram+http://127.0.0.1:9/bot1:XXtelegramSECRETxx/sendMessage?chat_id=5,"
+          "smtp://ops%40x.org:XXmailSECRETxx@127.0.0.1:9/?to=a@x.org")
+
+
+@pytest.mark.parametrize("live_server", [{"SHIM_NOTIFY": NOTIFY, "SHIM_LOG_LEVEL": "debug",
+                                          "SHIM_WEBHOOK_SECRET": "XXwebhookSECRETxx0123"}],
+                         indirect=True)
+def test_healthz_lists_the_channels_masked_and_no_secret_reaches_the_log(
+        live_server: LiveServer) -> None:
+    with urllib.request.urlopen(f"{live_server.url}/healthz", timeout=10) as answer:
+        health = answer.read().decode()
+    assert json.loads(health)["alerts"]["channels"] == [
+        {"name": "slack", "kind": "slack", "url": "slack+https://hooks.slack.com/services/***",
+         "filters": "level>=critical"},
+        {"name": "telegram", "kind": "telegram",
+         "url": "telegram+http://127.0.0.1:9/bot***/sendMessage?chat_id=5", "filters": ""},
+        {"name": "email", "kind": "email", "url": "smtp://ops%40x.org:***@127.0.0.1:9/?to=a@x.org",
+         "filters": ""}]
+    assert call(live_server, f"/api/1/cron/job/{PUBLIC_KEY}/?status=ok")[0] == 202
+    assert "SECRET" not in health + live_server.log()
