@@ -40,6 +40,13 @@ SLACK = "https://hooks.slack.com/services/T0001/B0001/XXslackSECRETxx"
      "invoke?api-version=2016-06-01&sp=%2Ftriggers&sig=XXteamsSECRETxx", "teams",
      "teams+https://prod-01.westeurope.logic.azure.com:443/workflows/***"
      "?api-version=***&sp=***&sig=***", {}),
+    ("https://prod-01.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke"
+     "?sig=XXteamsSECRETxx", "teams",
+     "teams+https://prod-01.westeurope.logic.azure.com/workflows/***?sig=***", {}),
+    ("https://default1234.56.environment.api.powerplatform.com:443/powerautomate/automations/"
+     "direct/workflows/abc/triggers/manual/paths/invoke?sig=XXteamsSECRETxx", "teams",
+     "teams+https://default1234.56.environment.api.powerplatform.com:443/powerautomate/***"
+     "?sig=***", {}),
     ("https://api.telegram.org/bot1234:XXtelegramSECRETxx/sendMessage?chat_id=-1009",
      "telegram", "telegram+https://api.telegram.org/bot***/sendMessage?chat_id=-1009",
      {"chat_id": -1009}),

@@ -83,6 +83,13 @@ def test_bad_input_and_keys_are_refused_as_everywhere_else(live_server: LiveServ
     assert (status, answer["field"]) == (400, "duration")
     status, answer = call(live_server, path, b"status=ok")
     assert (status, answer["code"]) == (400, "bad_request")
+    for body, field in (({"status": "ok", "duration": "nan"}, "duration"),
+                        ({"status": "ok", "duration": -1}, "duration"),
+                        ({"status": "ok", "environment": {"name": "x"}}, "environment"),
+                        ({"status": "ok", "monitor_config": "0 3 * * *"}, "monitor_config"),
+                        ({"status": "ok", "check_in_id": 7}, "check_in_id")):
+        status, answer = call(live_server, path, json.dumps(body).encode())
+        assert (status, answer["field"]) == (400, field), body
     status, answer = call(live_server, "/api/x/cron/job/k/?status=ok")
     assert (status, answer["detail"]) == (400, "project id 'x' must be a number")
     assert call(live_server, "/api/1/cron/job/0000deadbeef/?status=ok") == (401, {

@@ -4,8 +4,8 @@ A channel URL is ``KIND+URL`` (``slack+``, ``discord+``, ``teams+``, ``telegram+
 before an http(s) URL; ``KIND+http://127.0.0.1:PORT/...`` works for every kind, for tests and
 local relays), an e-mail server (``smtp://user:pass@host:587/?from=a@x&to=b@y``, STARTTLS when
 the server offers it; ``smtps://`` for implicit TLS), or a plain http(s) URL recognised by its
-host (``hooks.slack.com``, ``discord.com/api/webhooks``, ``api.telegram.org``); any other http(s)
-URL is a webhook that receives our JSON document.
+host (``hooks.slack.com``, ``discord.com/api/webhooks``, ``api.telegram.org``, the Power Automate
+hosts of Teams Workflows); any other http(s) URL is a webhook that receives our JSON document.
 
 Our own query parameters are taken out of the URL before it is used, and the rest is sent as
 given: ``name`` (what ``shim channels test NAME`` calls the channel; default the kind, then
@@ -178,6 +178,9 @@ def _kind_by_host(url: str) -> str:
         return "discord"
     if host == "api.telegram.org":
         return "telegram"
+    if (host.endswith(".logic.azure.com") and "/workflows/" in path) or host.endswith(
+            ".api.powerplatform.com"):
+        return "teams"  # the hosts of Teams Workflows (Power Automate) webhooks
     return "webhook"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import uuid
 from collections import Counter
@@ -319,17 +320,30 @@ def http_check_in(slug: str, fields: Mapping[str, object], project_id: str,
     if status not in CHECK_IN_STATUSES:
         raise BadRequest(f"status {str(status)[:32]!r} must be one of "
                          f"{', '.join(CHECK_IN_STATUSES)}", field="status")
+    for name in ("check_in_id", "environment", "release"):
+        if fields.get(name) is not None and not isinstance(fields[name], str):
+            raise BadRequest(f"{name} must be a string", field=name)
+    if fields.get("monitor_config") is not None and not isinstance(fields["monitor_config"], dict):
+        raise BadRequest("monitor_config must be a JSON object (send it in a JSON body)",
+                         field="monitor_config")
     payload: dict[str, object] = {
         "check_in_id": fields.get("check_in_id") or uuid.uuid4().hex, "monitor_slug": slug,
         "status": status, "environment": fields.get("environment") or "production"}
     for name in ("release", "monitor_config"):
         if fields.get(name) is not None:
             payload[name] = fields[name]
-    duration = fields.get("duration")
-    if duration is not None:
-        try:
-            payload["duration"] = float(duration)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise BadRequest(f"duration {str(duration)[:32]!r} must be a number of seconds",
-                             field="duration") from None
+    if fields.get("duration") is not None:
+        payload["duration"] = _duration(fields["duration"])
     return check_in(payload, project_id, received)
+
+
+def _duration(raw: object) -> float:
+    """Seconds, from a number or its text; finite and not negative."""
+    try:
+        seconds = float(raw) if isinstance(raw, str | int | float) else math.nan
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0) or isinstance(raw, bool):
+        raise BadRequest(f"duration {str(raw)[:32]!r} must be a number of seconds",
+                         field="duration")
+    return seconds
