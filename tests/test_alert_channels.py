@@ -77,6 +77,14 @@ def test_every_channel_url_form(url: str, kind: str, masked: str,
     assert all("SECRET" not in s for s in (channel.redact(url), channel.redact(channel.url)))
 
 
+def test_the_receivers_own_query_is_kept_byte_for_byte() -> None:
+    url = ("teams+https://x.logic.azure.com/workflows/a/invoke?api-version=2016-06-01&"
+           "sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=a+b%2Bc%3D&level=error")
+    assert parse_channel(url).url == ("https://x.logic.azure.com/workflows/a/invoke?"
+                                      "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&"
+                                      "sv=1.0&sig=a+b%2Bc%3D")
+
+
 def test_our_parameters_are_taken_out_of_the_receivers_url() -> None:
     channel = parse_channel("webhook+https://relay.x.org/in?token=abc&level=error&component=ocr*,"
                             "scan&component=sync&workspace=ws-1&environment=prod&name=relay")

@@ -23,7 +23,15 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import (
+    SplitResult,
+    parse_qsl,
+    unquote,
+    unquote_plus,
+    urlencode,
+    urlsplit,
+    urlunsplit,
+)
 
 from shim.core.levels import LEVEL_RANK, LEVELS, normalize_level
 
@@ -132,7 +140,7 @@ def parse_channel(url: str, taken: Iterable[str] = ()) -> Channel:
     except ValueError as exc:
         raise ChannelError(f"{_masked_text(url)}: not a URL ({exc})") from None
     own, rest = _split_query(parts.query)
-    parts = parts._replace(query=urlencode(rest, quote_via=quote, safe="@"))
+    parts = parts._replace(query=rest)
     filters = _filters(own, url)
     if kind == "email":
         options = _email_options(parts, url)
@@ -184,15 +192,22 @@ def _kind_by_host(url: str) -> str:
     return "webhook"
 
 
-def _split_query(query: str) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+def _split_query(query: str) -> tuple[dict[str, list[str]], str]:
+    """Our parameters, decoded, and the rest of the query exactly as written (a receiver's
+    signature must reach it byte for byte)."""
     own: dict[str, list[str]] = {}
-    rest: list[tuple[str, str]] = []
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key in OWN_PARAMETERS:
-            own.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+    kept: list[str] = []
+    for piece in query.split("&"):
+        if not piece:
+            continue
+        key, _, value = piece.partition("=")
+        name = unquote_plus(key)
+        if name in OWN_PARAMETERS:
+            values = unquote_plus(value).split(",")
+            own.setdefault(name, []).extend(v.strip() for v in values if v.strip())
         else:
-            rest.append((key, value))
-    return own, rest
+            kept.append(piece)
+    return own, "&".join(kept)
 
 
 def _filters(own: Mapping[str, list[str]], url: str) -> Filters:
