@@ -6,6 +6,7 @@ was down for an hour, and DST nights."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from shim.monitors.evaluate import (
     evaluate,
     new_monitor,
     record_check_in,
+    state_from_json,
     update_config,
 )
 from shim.monitors.schedule import (
@@ -251,6 +253,18 @@ def test_a_nightly_new_york_job_through_both_dst_nights() -> None:
                                               else (2, 30))
         runs += 1
     assert runs == 244  # every night from 2027-03-11 to 2027-11-09, none twice
+
+
+def test_a_monitors_state_goes_to_json_and_back() -> None:
+    london = config({"type": "crontab", "value": "30 2 * * *"}, timezone="Europe/London",
+                    checkin_margin=2.5, max_runtime=90, failure_issue_threshold=2)
+    state = started(new_monitor(london), "a", utc(2027, 3, 28, 1, 30))
+    state, _ = record_check_in(state, "b", "error", utc(2027, 3, 28, 1, 31))
+    state = started(state, "c", utc(2027, 3, 29, 1, 30))
+    assert state.failing is False and state.open_runs
+    again = state_from_json(json.loads(json.dumps(state.as_json())))
+    assert again == state
+    assert parse_monitor_config(london.as_json()) == london
 
 
 def test_a_new_config_moves_the_next_expected_time() -> None:

@@ -8,7 +8,8 @@ has caught up to, for ``evaluate``), so a server that was behind or down raises 
 
 Wiring (for the integrator): keep one ``MonitorState`` per (project, slug, environment), created
 with ``new_monitor`` from the first check-in's ``monitor_config`` (``parse_monitor_config``)
-and updated with ``update_config`` when a later one sends another; feed every stored check-in
+and updated with ``update_config`` when a later one sends another (kept in a table with
+``MonitorState.as_json`` / ``state_from_json``); feed every stored check-in
 to ``record_check_in`` and, as the caught-up time advances, call ``evaluate(state, now,
 listening_since)``. Their ``Finding`` values say what to store and send: ``missed`` (a missed
 check-in row), ``timeout`` (the in-progress row becomes ``timeout``), ``failing`` (open the bug

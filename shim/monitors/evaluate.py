@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from shim.monitors.schedule import MonitorConfig, next_expected
+from shim.monitors.schedule import MonitorConfig, next_expected, parse_monitor_config
 
 FAILURES = frozenset({"error", "missed", "timeout"})
 MAX_MISSED_PER_EVALUATION = 1000  # a long outage of a per-minute job: the rest are skipped
@@ -65,6 +66,13 @@ class MonitorState:
             return "failing"
         return "ok" if self.results else "active"
 
+    def as_json(self) -> dict[str, Any]:
+        """Plain JSON, for a monitors table; ``state_from_json`` reads it back."""
+        return {"config": self.config.as_json(), "next_expected": _text(self.next_expected),
+                "open_runs": [[r.check_in_id, r.started.isoformat()] for r in self.open_runs],
+                "results": list(self.results), "failing": self.failing,
+                "last_check_in": _text(self.last_check_in), "timed_out": list(self.timed_out)}
+
     def consecutive_failures(self) -> int:
         count = 0
         for result in reversed(self.results):
@@ -72,6 +80,24 @@ class MonitorState:
                 break
             count += 1
         return count
+
+
+def state_from_json(data: dict[str, Any]) -> MonitorState:
+    return MonitorState(
+        config=parse_monitor_config(data["config"]),
+        next_expected=_moment(data.get("next_expected")),
+        open_runs=tuple(Run(i, datetime.fromisoformat(t)) for i, t in data.get("open_runs", [])),
+        results=tuple(data.get("results", ())), failing=bool(data.get("failing")),
+        last_check_in=_moment(data.get("last_check_in")),
+        timed_out=tuple(data.get("timed_out", ())))
+
+
+def _text(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def new_monitor(config: MonitorConfig) -> MonitorState:

@@ -68,6 +68,19 @@ class MonitorConfig:
         return f"every {value} {unit}{'s' if value != 1 else ''}"
 
 
+    def as_json(self) -> dict[str, object]:
+        """The ``monitor_config`` this reads from (``parse_monitor_config`` gives it back)."""
+        schedule: dict[str, object] = (
+            {"type": "crontab", "value": self.schedule.expression}
+            if isinstance(self.schedule, Crontab)
+            else {"type": "interval", "value": self.schedule.value, "unit": self.schedule.unit})
+        return {"schedule": schedule,
+                "checkin_margin": self.checkin_margin.total_seconds() / 60,
+                "max_runtime": self.max_runtime.total_seconds() / 60, "timezone": self.timezone,
+                "failure_issue_threshold": self.failure_issue_threshold,
+                "recovery_threshold": self.recovery_threshold}
+
+
 def parse_monitor_config(raw: object) -> MonitorConfig:
     """A check-in's ``monitor_config``; raises ``MonitorConfigError`` naming the bad field."""
     if not isinstance(raw, Mapping):
