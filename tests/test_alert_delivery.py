@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from alert_samples import HOSTILE, bug_alert, deliver, digest, monitor_alert
-from conftest import free_port
+from conftest import LiveServer, expect_ok, free_port, run_script, script
 from receivers import Answer, Receivers, running_receivers
 
+from shim.alerts.facts import bug_facts
+from shim.alerts.model import Alert, EventFacts
 from shim.alerts.retry import next_attempt
 
 PUBLIC_URL = "https://shim.example.org"
@@ -208,3 +210,37 @@ def test_a_digest_names_every_alert_up_to_the_limit(receivers: Receivers) -> Non
     assert embed["title"] == "4 alerts: 3 new bugs, 1 cron recovered"
     assert f"[New bug BUG\\-00002]({PUBLIC_URL}/bugs/BUG-00002)" in embed["description"]
     assert f"({PUBLIC_URL}/monitors/nightly-scan)" in embed["description"]
+
+
+@pytest.mark.parametrize("live_server", [{"SHIM_BUG_LEVEL": "error"}], indirect=True)
+def test_a_bug_stored_by_a_real_server_makes_an_alert_a_receiver_takes(
+        receivers: Receivers, live_server: LiveServer) -> None:
+    """The path the integrator wires, short of the outbox: a real SDK's crash stored by a real
+    server, the bugs row read back, its facts rendered and delivered."""
+    expect_ok(run_script(script("""
+        import os
+        import sentry_sdk
+
+        sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], debug=True, environment="staging")
+        sentry_sdk.set_tag("component", "ocr")
+
+        def read_page():
+            raise ValueError("<b>page</b> & *3* is blank")
+
+        try:
+            read_page()
+        except ValueError as exc:
+            sentry_sdk.capture_exception(exc)
+    """), live_server.dsn))
+    [row] = live_server.bugs()
+    facts = bug_facts(row, "error")
+    assert facts.top_frame is not None and facts.top_frame.endswith("in read_page")
+    alert = Alert(trigger="new_bug", project_id="1", at=row["created_at"], bug=facts,
+                  event=EventFacts(live_server.error_logs()[0]["event_id"], "staging"))
+    for kind in ("telegram", "webhook"):
+        assert deliver(url_of(receivers, kind), alert, public_url=PUBLIC_URL).delivered
+    text = receivers.at(PATHS["telegram"])[0].json["text"]
+    assert "ValueError: &lt;b&gt;page&lt;/b&gt; &amp; *3* is blank" in text
+    webhook = receivers.at(PATHS["webhook"])[0].json
+    assert webhook["bug"]["number"] == row["bug_number"] == "BUG-00001"
+    assert webhook["bug"]["component"] == "ocr" and webhook["event"]["environment"] == "staging"
