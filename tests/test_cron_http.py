@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from conftest import PUBLIC_KEY, LiveServer, expect_ok, run_script, script
+
+from shim.monitors.schedule import Crontab, Interval, MonitorConfig, parse_monitor_config
 
 OTHER_PROJECT_KEY = "f0123456789abcdef0123456789abcde"
 
@@ -120,3 +123,34 @@ def test_healthz_lists_the_channels_masked_and_no_secret_reaches_the_log(
          "filters": ""}]
     assert call(live_server, f"/api/1/cron/job/{PUBLIC_KEY}/?status=ok")[0] == 202
     assert "SECRET" not in health + live_server.log()
+
+
+def test_an_sdk_monitor_config_is_read_as_the_sdk_sends_it(live_server: LiveServer) -> None:
+    expect_ok(run_script(script("""
+        import os
+        import sentry_sdk
+        from sentry_sdk.crons import monitor
+
+        sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], debug=True)
+        config = {"schedule": {"type": "crontab", "value": "30 2 * * *"}, "checkin_margin": 5,
+                  "max_runtime": 45, "timezone": "America/New_York",
+                  "failure_issue_threshold": 2, "recovery_threshold": 3}
+
+        @monitor(monitor_slug="nightly", monitor_config=config)
+        def nightly():
+            pass
+
+        @monitor(monitor_slug="often", monitor_config={
+            "schedule": {"type": "interval", "value": 10, "unit": "minute"}})
+        def often():
+            pass
+
+        nightly()
+        often()
+    """), live_server.dsn))
+    rows = {r["monitor_slug"]: r for r in live_server.query("SELECT * FROM check_ins")}
+    nightly = parse_monitor_config(json.loads(rows["nightly"]["monitor_config"]))
+    assert nightly == MonitorConfig(Crontab("30 2 * * *"), timedelta(minutes=5),
+                                    timedelta(minutes=45), "America/New_York", 2, 3)
+    often = parse_monitor_config(json.loads(rows["often"]["monitor_config"]))
+    assert often.schedule == Interval(10, "minute")
