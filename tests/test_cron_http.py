@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import PUBLIC_KEY, LiveServer, expect_ok, run_script, script
+from conftest import PUBLIC_KEY, LiveServer, expect_ok, run_script, script, sdk_python
 
 from shim.monitors.schedule import Crontab, Interval, MonitorConfig, parse_monitor_config
 
@@ -29,7 +29,8 @@ def call(server: LiveServer, path: str, body: bytes | None = None) -> tuple[int,
         return refused.code, json.loads(refused.read())
 
 
-def test_an_http_check_in_is_stored_as_an_sdk_check_in_is(live_server: LiveServer) -> None:
+def test_an_http_check_in_is_stored_as_an_sdk_check_in_is(live_server: LiveServer,
+                                                          sdk_major: str) -> None:
     expect_ok(run_script(script("""
         import os
         import sentry_sdk
@@ -37,7 +38,7 @@ def test_an_http_check_in_is_stored_as_an_sdk_check_in_is(live_server: LiveServe
 
         sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], debug=True, release="scanner@2.1")
         capture_checkin(monitor_slug="sdk-job", status=MonitorStatus.OK)
-    """), live_server.dsn))
+    """), live_server.dsn, python=sdk_python(sdk_major)))
     status, answer = call(live_server,
                           f"/api/1/cron/http-job/{PUBLIC_KEY}/?status=ok&release=scanner@2.1")
     assert status == 202 and len(answer["id"]) == 32
@@ -125,7 +126,8 @@ def test_healthz_lists_the_channels_masked_and_no_secret_reaches_the_log(
     assert "SECRET" not in health + live_server.log()
 
 
-def test_an_sdk_monitor_config_is_read_as_the_sdk_sends_it(live_server: LiveServer) -> None:
+def test_an_sdk_monitor_config_is_read_as_the_sdk_sends_it(live_server: LiveServer,
+                                                           sdk_major: str) -> None:
     expect_ok(run_script(script("""
         import os
         import sentry_sdk
@@ -147,7 +149,7 @@ def test_an_sdk_monitor_config_is_read_as_the_sdk_sends_it(live_server: LiveServ
 
         nightly()
         often()
-    """), live_server.dsn))
+    """), live_server.dsn, python=sdk_python(sdk_major)))
     rows = {r["monitor_slug"]: r for r in live_server.query("SELECT * FROM check_ins")}
     nightly = parse_monitor_config(json.loads(rows["nightly"]["monitor_config"]))
     assert nightly == MonitorConfig(Crontab("30 2 * * *"), timedelta(minutes=5),
