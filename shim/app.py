@@ -39,7 +39,8 @@ from shim.core.errors import (
     ServiceUnavailable,
     ShimError,
 )
-from shim.core.items import Ingested, ingest_envelope, ingest_store
+from shim.core.event import isoformat_utc
+from shim.core.items import Ingested, http_check_in, ingest_envelope, ingest_store
 from shim.core.records import Batch
 from shim.refusals import STATUSES as REFUSALS
 from shim.settings import Settings
@@ -168,6 +169,38 @@ async def store_endpoint(request: Request) -> Response:
     return JSON(_answer(ingested))
 
 
+async def cron_endpoint(request: Request) -> Response:
+    """``GET|POST /api/{project}/cron/{slug}/{key}/?status=...``: a check-in from a script
+    without an SDK (Sentry's HTTP check-ins), stored like an SDK's ``check_in`` item. The fields
+    come from the query, or from a JSON object body (the query wins). Answers 202 with the
+    check-in's id, which a later ``?check_in_id=`` can name to finish the same run."""
+    state = _state(request)
+    project_id = _project_id(request.path_params["project_id"])
+    key = request.path_params["key"]
+    request.scope[REFUSED_KEY] = key  # for the refusal's warning (``_error``)
+    state.keys.check(key, project_id)
+    fields: dict[str, Any] = {}
+    if request.method == "POST":
+        data = await _body(request, state.settings)
+        if len(data) > state.settings.max_event_bytes:
+            raise PayloadTooLarge(f"a check-in is at most {state.settings.max_event_bytes} "
+                                  "bytes", limit=state.settings.max_event_bytes)
+        if data.strip():
+            try:
+                fields = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise BadRequest("the body must be a JSON object (or empty, with the fields in "
+                                 "the query)") from None
+            if not isinstance(fields, dict):
+                raise BadRequest("the body must be a JSON object")
+    fields.update(_query(request))
+    received = datetime.now(UTC)
+    check_in = http_check_in(request.path_params["slug"], fields, project_id, received)
+    await _commit(state, Batch(check_ins=[check_in], item_counts={"check_in": 1},
+                               received_at=isoformat_utc(received)), key)
+    return JSON({"id": check_in.check_in_id}, status_code=202)
+
+
 async def healthz(request: Request) -> Response:
     state = _state(request)
     writer = state.writer
@@ -192,6 +225,9 @@ async def healthz(request: Request) -> Response:
         "refused": state.refusals.as_json(),
         "stored_slim": state.storm.slimmed,
         "forward": state.forwarder.summary() if state.forwarder is not None else None,
+        "alerts": {"channels": [  # masked: a channel URL's secrets never leave the server
+            {"name": c.name, "kind": c.kind, "url": c.masked, "filters": c.filters.as_text()}
+            for c in state.settings.notify]},
     # Unable to keep events at all (the backup log cannot be written): unhealthy, so a container
     # health check notices. A store that is only behind still takes events: healthy, degraded.
     }, status_code=503 if writer.log_error else 200)
@@ -276,6 +312,7 @@ def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> Ed
     routes = [
         Route("/api/{project_id}/envelope/", envelope_endpoint, methods=["POST"]),
         Route("/api/{project_id}/store/", store_endpoint, methods=["POST"]),
+        Route("/api/{project_id}/cron/{slug}/{key}/", cron_endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     middleware = [Middleware(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from shim.alerts.channels import Channel, ChannelError, parse_channels
 from shim.core.auth import PublicKey
 from shim.core.levels import LEVELS
 from shim.core.upstream import Targets, Upstream, parse_item_types, parse_targets
@@ -31,6 +32,7 @@ class Setting:
     parse: Callable[[str], Any]
     default: str | None
     help: str
+    secret: bool = False  # its value is never repeated in an error (nor in a repr)
 
 
 def _positive_int(raw: str) -> int:
@@ -153,6 +155,21 @@ def _hours(raw: str) -> float:
     return value * 3600
 
 
+def _channels(raw: str) -> tuple[Channel, ...]:
+    try:
+        return parse_channels(raw)
+    except ChannelError as exc:  # (names the channel by its masked form)
+        raise ValueError(str(exc)) from None
+
+
+def _secret_text(raw: str) -> str:
+    value = raw.strip()
+    if len(value) < 16:
+        raise ValueError("must be at least 16 characters (e.g. the output of "
+                         "`python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
+    return value
+
+
 def _switch(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -178,8 +195,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Server processes sharing the port (also `--workers`); the rate limits and the storm "
             "threshold are split evenly between them."),
     Setting("SHIM_PUBLIC_URL", "public_url", _text, None,
-            "Base URL scripts reach the server at, used in the printed DSN; default "
-            "`http://<host>:<port>`."),
+            "Base URL scripts reach the server at, used in the printed DSN and for the links to "
+            "a bug's web page in alerts; default `http://<host>:<port>` (alerts: no links)."),
     Setting("SHIM_BUG_LEVEL", "bug_level", _level, "critical",
             "Lowest event level that opens or updates a bug (unhandled exceptions always do)."),
     Setting("SHIM_MAX_BODY_BYTES", "max_body_bytes", _positive_int, str(20 * 1024 * 1024),
@@ -216,7 +233,8 @@ SETTINGS: tuple[Setting, ...] = (
             "server process."),
     Setting("SHIM_FORWARD_DSN", "forward_dsn", parse_targets, None,
             "Also send what is stored to this upstream Sentry DSN (while moving to it), or "
-            "`project_id=DSN` pairs, comma-separated, for several projects; unset: no forwarding."),
+            "`project_id=DSN` pairs, comma-separated, for several projects; unset: no forwarding.",
+            secret=True),
     Setting("SHIM_FORWARD_ITEM_TYPES", "forward_item_types", parse_item_types, "event,check_in",
             "Item types forwarded, comma-separated: event, check_in, log, transaction, span, "
             "attachment, or all."),
@@ -227,6 +245,15 @@ SETTINGS: tuple[Setting, ...] = (
             "oldest envelopes are dropped and counted."),
     Setting("SHIM_FORWARD_MAX_AGE_HOURS", "forward_max_age", _hours, "72",
             "Hours an envelope may wait for the upstream before it is dropped and counted."),
+    Setting("SHIM_NOTIFY", "notify", _channels, None,
+            "Alert channels, comma-separated URLs: `slack+https://...`, `discord+https://...`, "
+            "`teams+https://...`, `telegram+https://...`, `smtp://user:pass@host:587/?from=a@x&"
+            "to=b@y`, `smtps://...`, `webhook+https://...` or a plain https URL (see Alerts).",
+            secret=True),
+    Setting("SHIM_WEBHOOK_SECRET", "webhook_secret", _secret_text, None,
+            "Key of the HMAC-SHA256 of each webhook alert's body, sent in `X-Shim-Signature: "
+            "sha256=<hex>` (at least 16 characters); unset: webhooks are not signed.",
+            secret=True),
 )
 
 
@@ -253,11 +280,13 @@ class Settings:
     cors_origins: tuple[str, ...]
     log_level: str
     journal_process: bool
-    forward_dsn: Targets | None
+    forward_dsn: Targets | None = field(repr=False)
     forward_item_types: frozenset[str] | None
     forward_sample_rate: float
     forward_max_bytes: int
     forward_max_age: float
+    notify: tuple[Channel, ...]
+    webhook_secret: str | None = field(repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -274,10 +303,12 @@ class Settings:
             try:
                 values[setting.field] = setting.parse(raw)
             except ValueError as exc:
-                raise SettingsError(f"{setting.env}={raw!r}: {exc}") from None
+                shown = setting.env if setting.secret else f"{setting.env}={raw!r}"
+                raise SettingsError(f"{shown}: {exc}") from None
         values["data_dir"] = Path(values["data_dir"])
         if values["database_url"] is None:
             values["database_url"] = f"sqlite:///{values['data_dir'] / 'shim.db'}"
+        values["notify"] = values["notify"] or ()
         assert {f.name for f in fields(cls)} == set(values)
         return cls(**values)
 

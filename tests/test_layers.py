@@ -55,7 +55,7 @@ def under(name: str, *packages: str) -> bool:
 def test_the_rules_see_every_package() -> None:
     names = set(MODULES)
     for package in ("shim.core", "shim.writer", "shim.store", "shim.cli", "shim.app",
-                    "shim.assembly"):
+                    "shim.assembly", "shim.alerts", "shim.monitors"):
         assert any(under(n, package) for n in names), package
     assert imports_of(SHIM / "app.py") >= {"starlette.applications", "shim.assembly"}
 
@@ -89,6 +89,23 @@ def test_a_store_backend_never_imports_another_backend(module: str) -> None:
     for imported in MODULES[module]:
         others = [b for b in BACKENDS if b != own]
         assert not under(imported, *others), f"{module} imports {imported}"
+
+
+# Alerts and monitors: the core and the standard library; alerts also deliver (httpx,
+# aiosmtplib) and monitors read crontabs (cronsim). Neither reaches the store, the writer, the
+# app or the CLI: the integrator wires them in.
+FEATURE_LIBRARIES = {"shim.alerts": {"orjson", "httpx", "aiosmtplib"},
+                     "shim.monitors": {"cronsim"}}
+
+
+@pytest.mark.parametrize("module", sorted(n for n in MODULES if under(n, *FEATURE_LIBRARIES)))
+def test_alerts_and_monitors_import_only_the_core_and_their_libraries(module: str) -> None:
+    package = next(p for p in FEATURE_LIBRARIES if under(module, p))
+    for imported in MODULES[module]:
+        top = imported.split(".")[0]
+        allowed = (under(imported, package, "shim.core") or imported == "shim"
+                   or top in sys.stdlib_module_names or top in FEATURE_LIBRARIES[package])
+        assert allowed, f"{module} imports {imported}"
 
 
 def test_only_the_app_assembles_a_server() -> None:

@@ -1,4 +1,5 @@
-"""The ``shim`` command: run the server, read and triage bugs, restore and export backups, migrate.
+"""The ``shim`` command: run the server, read and triage bugs, restore and export backups, migrate,
+list and test alert channels.
 
 Every command reads its settings from the ``SHIM_*`` variables, like the server, and works while the
 server is running.
@@ -28,6 +29,7 @@ from shim.cli.bugs import (
     cmd_stats,
     cmd_status,
 )
+from shim.cli.channels import add_commands as add_channel_commands
 from shim.cli.keys import KEY_FILE, dsn, load_or_create_key
 from shim.cli.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
 from shim.core.auth import Keys, utc_text
@@ -391,6 +393,8 @@ def parser() -> argparse.ArgumentParser:
     replay_cmd.add_argument("--timeout", type=float, default=30.0,
                             help="seconds to wait for each answer")
     _json_flag(replay_cmd)
+
+    add_channel_commands(commands)
     return top
 
 

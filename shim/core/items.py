@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
+import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +23,7 @@ import orjson
 
 from shim.core import grouping, trim
 from shim.core.envelope import Envelope, Item, parse_event_id
-from shim.core.errors import InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
+from shim.core.errors import BadRequest, InvalidEnvelope, InvalidEvent, PayloadTooLarge, ShimError
 from shim.core.event import iso_utc, isoformat_utc, normalize_event
 from shim.core.levels import normalize_level, otel_level
 from shim.core.records import Batch, CheckIn, ErrorLog, context_json, new_row_id
@@ -29,6 +32,7 @@ from shim.core.scrub import DEFAULT_SCRUBBER, Scrubber
 log = logging.getLogger("shim.ingest")
 
 CHECK_IN_STATUSES = ("in_progress", "ok", "error")
+MAX_SLUG = 200
 # The attribute in which a Sentry Logs record names the event id it was stored under before.
 REPLAYED_ID = "shim.event_id"
 _EVENT_ID = re.compile(r"[0-9a-f]{32}")
@@ -281,3 +285,45 @@ def check_in(payload: object, project_id: str, received: datetime) -> CheckIn:
         monitor_config=config if isinstance(config, dict) else None,
         created_at=iso_utc(payload.get("timestamp"), received),
     )
+
+
+def http_check_in(slug: str, fields: Mapping[str, object], project_id: str,
+                  received: datetime) -> CheckIn:
+    """A check-in sent to ``/api/<project>/cron/<slug>/<key>/`` by a script without an SDK:
+    ``status`` (required), ``check_in_id``, ``environment`` (default ``production``, as the SDK
+    and Sentry's HTTP endpoint), ``release``, ``duration`` (seconds) and ``monitor_config``,
+    from the query or a JSON body. It becomes the same ``CheckIn`` an SDK's ``check_in`` item
+    does; without a ``check_in_id`` it gets a new one (a new check-in, not a repeat)."""
+    if not slug or len(slug) > MAX_SLUG:
+        raise BadRequest(f"the monitor slug must be 1 to {MAX_SLUG} characters")
+    status = fields.get("status")
+    if status not in CHECK_IN_STATUSES:
+        raise BadRequest(f"status {str(status)[:32]!r} must be one of "
+                         f"{', '.join(CHECK_IN_STATUSES)}", field="status")
+    for name in ("check_in_id", "environment", "release"):
+        if fields.get(name) is not None and not isinstance(fields[name], str):
+            raise BadRequest(f"{name} must be a string", field=name)
+    if fields.get("monitor_config") is not None and not isinstance(fields["monitor_config"], dict):
+        raise BadRequest("monitor_config must be a JSON object (send it in a JSON body)",
+                         field="monitor_config")
+    payload: dict[str, object] = {
+        "check_in_id": fields.get("check_in_id") or uuid.uuid4().hex, "monitor_slug": slug,
+        "status": status, "environment": fields.get("environment") or "production"}
+    for name in ("release", "monitor_config"):
+        if fields.get(name) is not None:
+            payload[name] = fields[name]
+    if fields.get("duration") is not None:
+        payload["duration"] = _duration(fields["duration"])
+    return check_in(payload, project_id, received)
+
+
+def _duration(raw: object) -> float:
+    """Seconds, from a number or its text; finite and not negative."""
+    try:
+        seconds = float(raw) if isinstance(raw, str | int | float) else math.nan
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0) or isinstance(raw, bool):
+        raise BadRequest(f"duration {str(raw)[:32]!r} must be a number of seconds",
+                         field="duration")
+    return seconds
