@@ -12,6 +12,8 @@ this order (the ``variant`` of the result):
 2. ``exception``: the chain with its stacks (``exceptions``, ``stacks``, ``frames``).
 3. ``threads``: the stack of the crashed thread, else the current one, else the only one.
 4. ``stacktrace``: a top-level stack trace.
+   A stack that only comes with a message (no crash) leaves the message to decide: see
+   ``variants.has_message``.
 5. ``csp`` / ``expectct`` / ``expectstaple`` / ``hpkp``: security reports.
 6. ``template``: a template's file name and line of source.
 7. ``message``: the ``logentry`` template (before formatting) or message, masked (``mask``).

@@ -57,6 +57,11 @@ def _mechanism(value: dict[str, Any]) -> dict[str, Any]:
     return mechanism if isinstance(mechanism, dict) else {}
 
 
+def is_synthetic(value: dict[str, Any]) -> bool:
+    """An exception the SDK made up to carry a stack (``mechanism.synthetic``, or no type)."""
+    return _mechanism(value).get("synthetic") is True or not _text(value.get("type"))
+
+
 def part_of(value: dict[str, Any], thread_frames: dict[str, list[dict[str, Any]]]) -> Part:
     """What one exception value contributes (its stack taken from its thread when it has none)."""
     mechanism = _mechanism(value)

@@ -63,8 +63,8 @@ def _frames_by_thread(event: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 def exception(event: dict[str, Any], platform: str) -> Variant | None:
     values = exceptions.exception_values(event)
-    if not values:
-        return None
+    if not values or (all(exceptions.is_synthetic(v) for v in values) and has_message(event)):
+        return None  # a message with its stack attached: see ``has_message``
     by_thread = _frames_by_thread(event)
 
     def signature(chain: list[dict[str, Any]]) -> str:
@@ -118,7 +118,7 @@ def pick_thread(threads: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def threads(event: dict[str, Any], platform: str) -> Variant | None:
     thread = pick_thread(threads_of(event))
-    if thread is None:
+    if thread is None or (thread.get("crashed") is not True and has_message(event)):
         return None
     return _stack_variant("threads", frames_of(thread), platform,
                           {"thread": "crashed" if thread.get("crashed") is True else
@@ -126,6 +126,8 @@ def threads(event: dict[str, Any], platform: str) -> Variant | None:
 
 
 def stacktrace(event: dict[str, Any], platform: str) -> Variant | None:
+    if has_message(event):
+        return None
     return _stack_variant("stacktrace", frames_of(interface(event, "stacktrace")), platform, {})
 
 
@@ -217,6 +219,17 @@ def message_template(event: dict[str, Any]) -> str | None:
                 if isinstance(text, str) and text.strip():
                     return text
     return None
+
+
+def has_message(event: dict[str, Any]) -> bool:
+    """Whether the event is a message. A stack that comes with a message and no crash (a thread
+    that did not crash, a top-level stack trace, an exception the SDK made up: what
+    ``attach_stacktrace`` adds, and sentry-python 3.x does so by default) says where the message was
+    logged, not what failed: the message decides. Sentry puts that stack first and tells call sites
+    apart by their source lines, which are never hashed here where a function is known; grouping
+    by the message keeps the messages of one function apart, and keeps an event from sentry-sdk 2.x
+    (no stack) in the same group as the same event from 3.x."""
+    return message_template(event) is not None
 
 
 def message(event: dict[str, Any]) -> Variant | None:
