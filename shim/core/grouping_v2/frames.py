@@ -56,6 +56,11 @@ def frame_key(frame: dict[str, Any], platform: str) -> str | None:
     return where or None
 
 
+def names_code(key: str) -> bool:
+    """Whether a frame key names a function or a line of source, not only a file."""
+    return key.startswith(("fn:", "line:")) or "|fn:" in key or "|line:" in key
+
+
 def _text(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 

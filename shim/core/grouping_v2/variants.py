@@ -11,7 +11,7 @@ import re
 from typing import Any, NamedTuple
 
 from shim.core.grouping_v2 import exceptions
-from shim.core.grouping_v2.frames import javascript_filename
+from shim.core.grouping_v2.frames import javascript_filename, names_code
 from shim.core.grouping_v2.mask import mask
 from shim.core.grouping_v2.stacks import any_in_app, frames_of, stack_keys
 
@@ -98,7 +98,9 @@ def _exception_parts(parts: list[exceptions.Part], platform: str,
         if keys:
             hashed.extend(f"frame:{key}" for key in keys)
             info.update(_stack_info(keys))
-        elif part.value:  # the stack cannot decide: the value, masked, does
+        if part.value and not any(names_code(key) for key in keys):
+            # The stack cannot decide (no frame names a function or a line of source: none at
+            # all, or only the files of minified code): the value, masked, does.
             hashed.append(f"value:{part.value}")
             info["value"] = part.value
         if info:
