@@ -184,9 +184,14 @@ def security(event: dict[str, Any]) -> Variant | None:
     return None
 
 
+_KEYWORDS = {"unsafe-inline": "inline", "unsafe-eval": "eval", "wasm-unsafe-eval": "wasm-eval",
+             "": "self"}
+
+
 def _blocked_source(uri: str) -> str:
     if uri.lower() in _LOCAL_SOURCES:
-        return uri.strip("'").lower() or "self"
+        keyword = uri.strip("'").lower()
+        return _KEYWORDS.get(keyword, keyword)
     match = _URI.match(uri)
     if not match:
         return uri.split("/")[0].lower()
