@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from shim.core.grouping_v2 import GROUPING_VERSION, Grouping, group
-from shim.core.grouping_v2.frames import frame_key
 from shim.core.grouping_v2.mask import MASKED_PREFIX, mask
 from shim.core.grouping_v2.stacks import RECURSION_PERIOD
 
@@ -207,6 +206,13 @@ def recursive(depth: int, cycle: list[str]) -> Event:
     return event(exception("RecursionError", "maximum recursion depth exceeded", frames))
 
 
+def recursive_fresh(depth: int, cycle: list[str]) -> Event:
+    """``recursive`` with names of its own (nothing remembered from another size)."""
+    frames = [f("main", f"app{depth}")] + [f(cycle[n % len(cycle)], f"app{depth}")
+                                           for n in range(depth)]
+    return event(exception("RecursionError", "maximum recursion depth exceeded", frames))
+
+
 @pytest.mark.parametrize("cycle", [["walk"], ["even", "odd"], list("abcdefgh")])
 def test_repeated_frames_count_once(cycle: list[str]) -> None:
     shallow = group(recursive(len(cycle) * 3, cycle))
@@ -383,13 +389,14 @@ def lines_executed(action: Callable[[], object]) -> int:
 
 
 def distinct_frames(n: int) -> Event:
-    return event(exception(frames=[f(f"step_{i}", f"app.m{i % 7}") for i in range(n)]))
+    # Names differ between sizes too: normalised frames are remembered, a repeat costs less.
+    return event(exception(frames=[f(f"step_{n}_{i}", f"app.m{i % 7}") for i in range(n)]))
 
 
 @pytest.mark.parametrize("build", [
     distinct_frames,
-    lambda n: recursive(n, ["walk"]),
-    lambda n: recursive(n, ["a", "b", "c"]),
+    lambda n: recursive_fresh(n, ["walk"]),
+    lambda n: recursive_fresh(n, ["a", "b", "c"]),
     lambda n: event(*(exception("E", f"e{n}-{i}", [f("g", "m")]) for i in range(n // 10))),
     lambda n: event(message="word 12 " * n),
 ], ids=["distinct frames", "recursion", "mutual recursion", "long chain", "long message"])

@@ -380,7 +380,7 @@ def cs_nullref(service: str, state_machine: str, display: str) -> dict[str, Any]
         frame(f"async Task<Order> {service}.GetAsync(int id)", f"Shop.Services.{service}",
               in_app=True),
         frame(f"{state_machine}.MoveNext()", f"Shop.Services.{service}", in_app=True),
-        frame(f"<GetAsync>b__0(Order o)", f"Shop.Services.{service}+{display}", in_app=True),
+        frame("<GetAsync>b__0(Order o)", f"Shop.Services.{service}+{display}", in_app=True),
     ], module="System.Private.CoreLib, Version=8.0.0.0, Culture=neutral"))
 
 

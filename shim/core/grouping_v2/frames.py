@@ -25,6 +25,7 @@ changes between builds, deploys and runs does not split a group:
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -37,9 +38,27 @@ CONTEXT_LINE_LIMIT = 120
 """A longer source line (typically minified code) never contributes."""
 
 
+_READ = ("platform", "module", "filename", "abs_path", "function", "raw_function", "symbol",
+         "context_line")
+
+
 def frame_key(frame: dict[str, Any], platform: str) -> str | None:
     """The frame's contribution as one string (``module|function``, ``file|line``...), or None
     when nothing of it may count."""
+    # One call site's frames repeat in every event it sends: each is normalised once.
+    get = frame.get
+    fields = (get("platform"), get("module"), get("filename"), get("abs_path"), get("function"),
+              get("raw_function"), get("symbol"), get("context_line"))
+    try:
+        return _key_of(fields, platform)
+    except TypeError:  # a field that is a list or an object: not a key, and not a name either
+        return _key_of(tuple(v if isinstance(v, str) else None for v in fields), platform)
+
+
+@functools.lru_cache(maxsize=16384)  # at most a few MB
+def _key_of(fields: tuple[str | None, ...], platform: str) -> str | None:
+    frame = {key: value for key, value in zip(_READ, fields, strict=True)
+             if isinstance(value, str)}
     platform = str(frame.get("platform") or platform or "").lower()
     if platform in NATIVE:
         function = native_function(_first_text(frame, "function", "raw_function", "symbol"))

@@ -52,6 +52,8 @@ def _collapse_repeat(keys: list[str]) -> None:
     """Drop the newest block of ``keys`` when it repeats the block just before it. The list had no
     such repeat before the newest key was added, so one drop restores that state."""
     size = len(keys)
+    if keys[-1] not in keys[-RECURSION_PERIOD - 1:-1]:
+        return  # a repeating block ends with a key seen at most a period ago
     for period in range(1, min(RECURSION_PERIOD, size // 2) + 1):
         if keys[size - period:] == keys[size - 2 * period:size - period]:
             del keys[size - period:]
