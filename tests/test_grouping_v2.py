@@ -411,3 +411,11 @@ def test_ten_thousand_frames_give_a_bounded_record() -> None:
     assert result.components["exceptions"][0]["frame_count"] == 10_000
     assert len(result.components["exceptions"][0]["frames"]) == 20
     assert len(json.dumps(result.info())) < 4_000
+
+
+def test_a_long_chain_of_long_values_gives_a_bounded_record() -> None:
+    chain = event(*(exception(f"E{i}", "value " * 2_000) for i in range(1_000)))
+    result = group(chain)
+    assert result.components["exception_count"] == 1_000
+    assert len(result.components["exceptions"]) == 10
+    assert len(json.dumps(result.info())) < 8_000

@@ -17,6 +17,10 @@ from shim.core.grouping_v2.stacks import any_in_app, frames_of, stack_keys
 
 INFO_FRAMES = 20
 """How many frames (the innermost) a stack's "why grouped" record lists."""
+INFO_EXCEPTIONS = 10
+"""How many exceptions (the newest) of a chain the record lists."""
+INFO_TEXT = 500
+"""How many characters of a masked value or message the record shows."""
 
 
 class Variant(NamedTuple):
@@ -77,8 +81,8 @@ def exception(event: dict[str, Any], platform: str) -> Variant | None:
     hashed, infos = _exception_parts(parts, platform, in_app_only)
     if not hashed:
         return None
-    components = {"exceptions": infos, "frames": "in-app" if in_app_only else "all",
-                  "chosen": how}
+    components = {"exceptions": infos[-INFO_EXCEPTIONS:], "exception_count": len(infos),
+                  "frames": "in-app" if in_app_only else "all", "chosen": how}
     return Variant("exception", hashed, components)
 
 
@@ -102,7 +106,7 @@ def _exception_parts(parts: list[exceptions.Part], platform: str,
             # The stack cannot decide (no frame names a function or a line of source: none at
             # all, or only the files of minified code): the value, masked, does.
             hashed.append(f"value:{part.value}")
-            info["value"] = part.value
+            info["value"] = part.value[:INFO_TEXT]
         if info:
             infos.append(info)
     return hashed, infos
@@ -244,7 +248,7 @@ def message(event: dict[str, Any]) -> Variant | None:
     if text is None:
         return None
     masked = mask(text)
-    return Variant("message", [f"message:{masked}"], {"message": masked[:INFO_FRAMES * 25]})
+    return Variant("message", [f"message:{masked}"], {"message": masked[:INFO_TEXT]})
 
 
 def fallback(event: dict[str, Any]) -> Variant:
