@@ -1,30 +1,40 @@
 #!/usr/bin/env python3
 """Record the SDK-generated part of the grouping corpus (``tests/fixtures/grouping/``).
 
-    scripts/record_grouping_corpus.py                 # sentry-sdk 2.x and 3.x, then @sentry/node
+    scripts/record_grouping_corpus.py                 # sentry-sdk 2.x and 3.x, @sentry/node,
+                                                      # @sentry/browser in Chromium
     scripts/record_grouping_corpus.py --only python   # the Python SDKs only (.venvs/sdk2, sdk3)
-    scripts/record_grouping_corpus.py --node-dir DIR  # reuse a directory where npm installed it
+    scripts/record_grouping_corpus.py --node-dir DIR  # reuse a directory where npm installed
+                                                      # @sentry/node and @sentry/browser
 
 Each client runs the scenarios of ``scripts/grouping_corpus/<language>/`` (a small application
 that fails the way real ones do) from a throwaway copy, so absolute paths differ between clients
-and runs, as they do between machines. Every event the SDK would send is kept by ``before_send``,
-then slimmed to what grouping may read (bulky keys such as breadcrumbs, modules, source context
-around a frame and local variables dropped) and written, one event a line, with the group the
-scenario expects (its ``expect`` tag, removed from the event). Review the diff before committing:
+and runs, as they do between machines. The browser SDK runs in Debian's Chromium (Playwright, no
+browser download), its ES modules loaded through an import map, the page served twice from two
+loopback origins under two content-hashed script names, as two builds of one site would be.
+Every event the SDK would send is kept by ``before_send``, then slimmed to what grouping may read
+(bulky keys such as breadcrumbs, modules, source context around a frame and local variables
+dropped) and written, one event a line, with the group the scenario expects (its ``expect`` tag,
+removed from the event). Review the diff before committing:
 the expected groups are reasoned in ``tests/fixtures/grouping/manifest.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scripts" / "grouping_corpus"
@@ -101,13 +111,17 @@ def record_python(venv: Path) -> None:
         write(read(out, f"sentry-python-{version}"), f"sentry-python-{version.split('.')[0]}")
 
 
+def npm_install(work: Path) -> None:
+    work.mkdir()
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
+                    "@sentry/node", "@sentry/browser"], cwd=work, check=True)
+
+
 def record_node(node_dir: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="grouping-node-") as scratch:
         work = node_dir or Path(scratch) / "app"
         if node_dir is None:
-            work.mkdir()
-            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
-                            "@sentry/node"], cwd=work, check=True)
+            npm_install(work)
         for item in (SCENARIOS / "node").iterdir():
             target = work / item.name
             if item.is_dir():
@@ -123,9 +137,65 @@ def record_node(node_dir: Path | None) -> None:
         write(read(out, f"sentry-javascript-node-{version}"), "sentry-javascript-node")
 
 
+BUILDS = ("3f2a1b9c", "77aa0b12")  # two builds of the site: its scripts' content hashes
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map: ClassVar[dict[str, str]] = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".js": "text/javascript", ".mjs": "text/javascript"}
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(directory: Path) -> Iterator[str]:
+    """``directory`` over HTTP on a free loopback port, for the time of the block."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def record_browser(node_dir: Path | None) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="grouping-browser-") as scratch:
+        work = node_dir or Path(scratch) / "npm"
+        if node_dir is None:
+            npm_install(work)
+        site = Path(scratch) / "site"
+        shutil.copytree(SCENARIOS / "browser", site)
+        (site / "node_modules").symlink_to(work / "node_modules")
+        for build in BUILDS:
+            shutil.copy(site / "static/js/cart.js", site / f"static/js/cart.{build}.js")
+        package = json.loads((work / "node_modules/@sentry/browser/package.json").read_text())
+        source = f"sentry-javascript-browser-{package['version']}"
+        records = []
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"))
+            try:
+                for build in BUILDS:
+                    with serving(site) as origin:  # a new origin (port) for each build
+                        page = browser.new_page()
+                        page.goto(f"{origin}/index.html?build={build}")
+                        page.wait_for_function("window.__done === true", timeout=60_000)
+                        records += [slim(e, source) for e in page.evaluate("window.__events")]
+                        page.close()
+            finally:
+                browser.close()
+        write(records, "sentry-javascript-browser")
+
+
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    options.add_argument("--only", choices=("python", "node"))
+    options.add_argument("--only", choices=("python", "node", "browser"))
     options.add_argument("--node-dir", type=Path, help="a directory with @sentry/node installed")
     args = options.parse_args()
     CORPUS.mkdir(parents=True, exist_ok=True)
@@ -134,6 +204,8 @@ def main() -> None:
             record_python(ROOT / ".venvs" / f"sdk{major}")
     if args.only in (None, "node"):
         record_node(args.node_dir)
+    if args.only in (None, "browser"):
+        record_browser(args.node_dir)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ def test_the_corpus_is_labelled_with_reasons() -> None:
     assert labels == set(MANIFEST["groups"]), "every group has a reason, every reason a group"
     assert len(RECORDS) >= 250
     sources = {re.sub(r"-[0-9.]+$", "", r.source) for r in RECORDS}
-    assert sources == {"sentry-python", "sentry-javascript-node", "handwritten"}
+    assert sources == {"sentry-python", "sentry-javascript-node", "sentry-javascript-browser",
+                       "handwritten"}
     majors = {r.source for r in RECORDS if r.source.startswith("sentry-python-")}
     assert {m.removeprefix("sentry-python-").split(".")[0] for m in majors} == {"2", "3"}
 
