@@ -117,11 +117,8 @@ def npm_install(work: Path) -> None:
                     "@sentry/node", "@sentry/browser"], cwd=work, check=True)
 
 
-def record_node(node_dir: Path | None) -> None:
+def record_node(work: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="grouping-node-") as scratch:
-        work = node_dir or Path(scratch) / "app"
-        if node_dir is None:
-            npm_install(work)
         for item in (SCENARIOS / "node").iterdir():
             target = work / item.name
             if item.is_dir():
@@ -163,13 +160,10 @@ def serving(directory: Path) -> Iterator[str]:
         server.server_close()
 
 
-def record_browser(node_dir: Path | None) -> None:
+def record_browser(work: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="grouping-browser-") as scratch:
-        work = node_dir or Path(scratch) / "npm"
-        if node_dir is None:
-            npm_install(work)
         site = Path(scratch) / "site"
         shutil.copytree(SCENARIOS / "browser", site)
         (site / "node_modules").symlink_to(work / "node_modules")
@@ -196,16 +190,24 @@ def record_browser(node_dir: Path | None) -> None:
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     options.add_argument("--only", choices=("python", "node", "browser"))
-    options.add_argument("--node-dir", type=Path, help="a directory with @sentry/node installed")
+    options.add_argument("--node-dir", type=Path,
+                         help="a directory where npm installed @sentry/node and @sentry/browser")
     args = options.parse_args()
     CORPUS.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "python"):
         for major in ("2", "3"):
             record_python(ROOT / ".venvs" / f"sdk{major}")
-    if args.only in (None, "node"):
-        record_node(args.node_dir)
-    if args.only in (None, "browser"):
-        record_browser(args.node_dir)
+    if args.only == "python":
+        return
+    with tempfile.TemporaryDirectory(prefix="grouping-npm-") as scratch:
+        node_dir = args.node_dir
+        if node_dir is None:  # one install for both JavaScript clients
+            node_dir = Path(scratch) / "npm"
+            npm_install(node_dir)
+        if args.only in (None, "node"):
+            record_node(node_dir)
+        if args.only in (None, "browser"):
+            record_browser(node_dir)
 
 
 if __name__ == "__main__":
