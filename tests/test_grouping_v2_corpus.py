@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bench.grouping_f1 import CORPUS, Record, read_corpus, scores, v1_hash, v2_hash
-from shim.core.grouping_v2 import default_grouping, group
+from shim.core.grouping_v2 import FRAME_KEYS, TOP_LEVEL_KEYS, default_grouping, group
 
 RECORDS = read_corpus()
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
@@ -160,3 +160,34 @@ def test_a_near_miss_never_joins(record: Record) -> None:
     mutated = near_miss(record)
     assert mutated is not None
     assert group(mutated).hash != group(record.event).hash
+
+
+def _slimmed(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with only ``TOP_LEVEL_KEYS`` and, in every frame, only ``FRAME_KEYS``: what a
+    caller that slims events first (as ``shim.core.event`` does) must keep."""
+    def frames_kept(holder: Any) -> Any:
+        if not isinstance(holder, dict):
+            return holder
+        stack = holder.get("stacktrace")
+        if isinstance(stack, dict) and isinstance(stack.get("frames"), list):
+            frames = [{k: v for k, v in f.items() if k in FRAME_KEYS} for f in stack["frames"]]
+            return {**holder, "stacktrace": {**stack, "frames": frames}}
+        return holder
+
+    kept = {k: v for k, v in copy.deepcopy(event).items() if k in TOP_LEVEL_KEYS}
+    for key in ("exception", "threads"):
+        if isinstance(kept.get(key), dict):
+            kept[key]["values"] = [frames_kept(v) for v in kept[key].get("values") or []]
+    if isinstance(kept.get("stacktrace"), dict):
+        kept["stacktrace"] = frames_kept({"stacktrace": kept["stacktrace"]})["stacktrace"]
+    return kept
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.group)
+def test_the_keys_grouping_reads_are_all_listed(record: Record) -> None:
+    noisy = {**copy.deepcopy(record.event), "breadcrumbs": {"values": [{"message": "x"}]},
+             "extra": {"a": 1}}
+    for holder in (noisy.get("exception") or {}).get("values") or []:
+        for frame in (holder.get("stacktrace") or {}).get("frames") or []:
+            frame.setdefault("vars", {"secret": "x"})
+    assert group(_slimmed(noisy)).info() == group(record.event).info()
