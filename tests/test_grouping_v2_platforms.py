@@ -66,7 +66,12 @@ PAIRS: dict[str, tuple[str, Frame, Frame, bool]] = {
         {"filename": "/app.min.js", "function": "t"}, {"filename": "/app.min.js", "function": "Ro"},
         True),
     "js: alias suffix": ("node", {"module": "run_main", "function": "Function.run [as runMain]"},
-                         {"module": "run_main", "function": "Function.run"}, True),
+                         {"module": "run_main", "function": "run"}, True),
+    "js: V8 receivers": ("javascript", {"filename": "/cart.js", "function": "Module.renderCart"},
+                         {"filename": "/cart.js", "function": "renderCart"}, True),
+    "js: Object.<anonymous>": ("node",
+        {"module": "run", "function": "Object.<anonymous>", "context_line": "main();"},
+        {"module": "run", "function": "?", "context_line": "main();"}, True),
     "js: real short-ish names count": ("javascript",
         {"filename": "/a.js", "function": "run"}, {"filename": "/a.js", "function": "add"}, False),
     # Java

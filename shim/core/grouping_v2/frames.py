@@ -7,7 +7,8 @@ changes between builds, deploys and runs does not split a group:
 
 - JavaScript (``javascript``, ``node``): file names lose their origin, query string, fragment,
   version directories, content hashes and bundle chunk ids; anonymous functions (``?``,
-  ``<anonymous>``, ``Object.?``) and minified ones (one or two letters) do not count; node's own
+  ``<anonymous>``, ``Object.?``) and minified ones (one or two letters) do not count, and V8's
+  receivers (``Object.f``, ``Module.f``) are dropped so Chrome and Firefox agree; node's own
   frames (``node:internal/...``, ``internal/...``) and ``[native code]`` never count.
 - Java: generated classes (CGLIB, Javassist, ByteBuddy, Hibernate proxies, ``$$Lambda$``, JDK
   proxies and reflection accessors) lose their generated suffix; ``lambda$f$3`` and ``access$000``
@@ -155,11 +156,11 @@ _MINIFIED = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]?")
 
 
 def javascript_function(name: str) -> str:
-    """A function name, or "" when it says nothing lasting (anonymous or minified)."""
-    name = _JS_ALIAS.sub("", name)
-    if name in _JS_ANONYMOUS or name.endswith(("/<", "/<<")) or name.endswith(".?"):
-        return ""
-    if all(_MINIFIED.fullmatch(part) for part in _JS_PREFIX.sub("", name).split(".")):
+    """A function name without the receiver engines add (V8's ``Object.``, ``Module.``), or ""
+    when it says nothing lasting (anonymous or minified)."""
+    name = _JS_PREFIX.sub("", _JS_ALIAS.sub("", name))
+    if (name in _JS_ANONYMOUS or name.endswith(("/<", "/<<", ".?", ".<anonymous>"))
+            or all(_MINIFIED.fullmatch(part) for part in name.split("."))):
         return ""
     return name
 
