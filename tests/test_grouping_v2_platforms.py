@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shim.core.grouping_v2.frames import frame_key
+from shim.core.grouping_v2.frames import NAME_LIMIT, frame_key
 
 Frame = dict[str, Any]
 
@@ -190,3 +190,21 @@ SILENT: dict[str, tuple[str, Frame]] = {
 @pytest.mark.parametrize(("platform", "frame"), SILENT.values(), ids=SILENT.keys())
 def test_frames_that_say_nothing_never_count(platform: str, frame: Frame) -> None:
     assert frame_key(frame, platform) is None
+
+
+HUGE = {
+    "spaces before an offset": " " * 1_000_000,
+    "php closures": "{closure:" * 100_000,
+    "java generated": "$$EnhancerByCGLIB" * 50_000,
+    "templates": "<" * 1_000_000,
+    "c# generated": "<a" * 500_000,
+}
+
+
+@pytest.mark.parametrize("platform", ["native", "php", "java", "csharp", "javascript", "ruby"])
+@pytest.mark.parametrize("text", HUGE.values(), ids=HUGE.keys())
+def test_only_a_bounded_prefix_of_a_name_is_read(platform: str, text: str) -> None:
+    # Every pattern then runs over at most NAME_LIMIT characters, whatever the event sends.
+    frame = {"function": text, "module": text, "filename": text}
+    bounded = {key: value[:NAME_LIMIT] for key, value in frame.items()}
+    assert frame_key(frame, platform) == frame_key(bounded, platform)

@@ -37,6 +37,9 @@ CSHARP = frozenset({"csharp", "dotnet"})
 
 CONTEXT_LINE_LIMIT = 120
 """A longer source line (typically minified code) never contributes."""
+NAME_LIMIT = 2048
+"""Only the first 2 kB of a module, file or function name are read: the patterns below then cost
+a bounded amount whatever an event sends (no real name is that long)."""
 
 
 _READ = ("platform", "module", "filename", "abs_path", "function", "raw_function", "symbol",
@@ -50,6 +53,8 @@ def frame_key(frame: dict[str, Any], platform: str) -> str | None:
     get = frame.get
     fields = (get("platform"), get("module"), get("filename"), get("abs_path"), get("function"),
               get("raw_function"), get("symbol"), get("context_line"))
+    if any(isinstance(v, str) and len(v) > NAME_LIMIT for v in fields):
+        fields = tuple(v[:NAME_LIMIT] if isinstance(v, str) else v for v in fields)
     try:
         return _key_of(fields, platform)
     except TypeError:  # a field that is a list or an object: not a key, and not a name either
