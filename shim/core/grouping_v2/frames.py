@@ -51,8 +51,9 @@ def frame_key(frame: dict[str, Any], platform: str) -> str | None:
     when nothing of it may count."""
     # One call site's frames repeat in every event it sends: each is normalised once.
     get = frame.get
-    fields: tuple[Any, ...] = (get("platform"), get("module"), get("filename"), get("abs_path"), get("function"),
-              get("raw_function"), get("symbol"), get("context_line"))
+    fields: tuple[Any, ...] = (get("platform"), get("module"), get("filename"), get("abs_path"),
+                               get("function"), get("raw_function"), get("symbol"),
+                               get("context_line"))
     if any(isinstance(v, str) and len(v) > NAME_LIMIT for v in fields):
         fields = tuple(v[:NAME_LIMIT] if isinstance(v, str) else v for v in fields)
     try:
