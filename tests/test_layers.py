@@ -117,3 +117,11 @@ def test_nothing_in_the_server_imports_bench_or_tests() -> None:
     for module, imported in MODULES.items():
         for name in imported:
             assert not under(name, "bench", "tests", "conftest"), f"{module} imports {name}"
+
+
+@pytest.mark.parametrize("module", sorted(n for n in MODULES if under(n, "shim.core.grouping_v2")))
+def test_grouping_v2_imports_only_itself_and_the_standard_library(module: str) -> None:
+    for imported in MODULES[module]:
+        top = imported.split(".")[0]
+        allowed = under(imported, "shim.core.grouping_v2") or top in sys.stdlib_module_names
+        assert allowed, f"{module} imports {imported}"

@@ -1,0 +1,1 @@
+"""A third-party client (not in app: the scenarios exclude it)."""
