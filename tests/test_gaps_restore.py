@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from conftest import LiveServer, expect_ok, run_script, run_shim, script
+from test_backup import DAY1, DAY2, event_row, events
 from test_recovery import table_rows
+
+from shim.store.sqlite import SQLiteStore
+from shim.writer.log import BackupLog
+from shim.writer.restore import restore
 
 WORKLOAD = script("""
     import os
@@ -43,7 +49,7 @@ LAST = script("""
 """)
 
 
-def lines_with_ends(path: Path) -> list[tuple[int, dict[str, object]]]:
+def lines_with_ends(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Each line of a day file with the byte offset where it starts."""
     found, offset = [], 0
     for raw in path.read_bytes().splitlines(keepends=True):
@@ -74,7 +80,7 @@ def test_restore_leaves_out_a_torn_last_line_names_it_and_restores_everything_be
     later.write_bytes(whole)
     [(start, line)] = [(offset, line) for offset, line in lines_with_ends(later)
                        if line["kind"] == "error_log"]
-    assert line["row"]["event_id"] == last["event_id"]  # type: ignore[index]
+    assert line["row"]["event_id"] == last["event_id"]
     line_length = whole.index(b"\n", start) + 1 - start
     torn = line_length // 2
     later.write_bytes(whole[:start + torn])
@@ -108,3 +114,26 @@ def test_restore_of_whole_files_reports_no_torn_line(live_server: LiveServer,
     report = json.loads(done.stdout)
     assert (report["events"], report["torn"]) == (4, [])
     assert done.stderr == ""
+
+
+def test_a_torn_line_is_named_in_whichever_day_file_it_ends(tmp_path: Path) -> None:
+    """A crash on one day, then a new day's file: the older file keeps its torn tail (appends
+    cut a torn line only in the file they append to), and restore names it too."""
+    log = BackupLog(tmp_path / "logs")
+    log.append_batches([events(event_row("first day", DAY1), received=DAY1)])
+    [first] = log.files()
+    whole = log.path(first).stat().st_size
+    torn = b'{"v":1,"kind":"error_log","row":{"event_id":"'
+    with open(log.path(first), "ab") as f:
+        f.write(torn)
+    log.append_batches([events(event_row("second day", DAY2), received=DAY2)])
+    assert log.files() == [first, log.files()[1]]
+    assert log.torn_tail(first) == (whole, whole + len(torn))
+    assert log.torn_tail(log.files()[1]) is None
+    store = SQLiteStore(str(tmp_path / "restored.db"))
+    try:
+        report = restore(log.directory, store)
+    finally:
+        store.close()
+    assert (report.events, report.unreadable) == (2, [])
+    assert report.torn == [f"{first} from byte {whole}: {len(torn)} bytes without a newline"]
