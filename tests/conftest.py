@@ -153,9 +153,9 @@ def _clean_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def start_server(data_dir: Path, log_path: Path, extra: dict[str, str] | None = None,
-                 port: int | None = None) -> Iterator[LiveServer]:
-    """``python -m shim serve`` on ``port`` (default: a free one) with ``data_dir`` (new or
-    existing); stopped with SIGTERM on exit, which must be clean and log no traceback."""
+                 port: int | None = None, args: Sequence[str] = ()) -> Iterator[LiveServer]:
+    """``python -m shim serve [ARGS]`` on ``port`` (default: a free one) with ``data_dir`` (new
+    or existing); stopped with SIGTERM on exit, which must be clean and log no traceback."""
     port = port or free_port()
     env = {**_clean_env(), "SHIM_DATA_DIR": str(data_dir), "SHIM_PUBLIC_KEYS": PUBLIC_KEY,
            "SHIM_LOG_LEVEL": "info", **(extra or {})}
@@ -163,7 +163,7 @@ def start_server(data_dir: Path, log_path: Path, extra: dict[str, str] | None = 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "shim", "serve", "--port", str(port)],
+            [sys.executable, "-m", "shim", "serve", "--port", str(port), *args],
             env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
     journal: int | None = None

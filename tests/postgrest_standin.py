@@ -135,10 +135,12 @@ class Standin:
 
     # Serving.
 
-    def serve(self) -> str:
+    def serve(self, port: int = 0) -> str:
+        """Start on ``port`` (a free one when 0); after ``stop()``, ``serve(port)`` with the port
+        of ``url`` brings the same address back, as a Supabase project returns after an outage."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)

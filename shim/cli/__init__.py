@@ -191,6 +191,9 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
               "changes")
         for problem in report.unreadable:
             print(f"skipped unreadable line: {problem}", file=sys.stderr)
+        for torn in report.torn:
+            print(f"left out a torn last line (a write cut short by a crash, or still being "
+                  f"written): {torn}", file=sys.stderr)
     return 0
 
 

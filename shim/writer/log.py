@@ -229,6 +229,19 @@ class BackupLog:
                 return Position(name, size)
         return Position()
 
+    def torn_tail(self, name: str) -> tuple[int, int] | None:
+        """Where the day file ``name`` stops being whole lines: ``(offset, size)`` when it ends in
+        a line without its newline (torn by a crash mid-append, or still being written), else
+        ``None``. ``read_from`` leaves such a line out."""
+        fd = os.open(self.path(name), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if not size or os.pread(fd, 1, size - 1) == b"\n":
+                return None
+            return self._last_line_end(fd, size), size
+        finally:
+            os.close(fd)
+
     def read_from(self, start: Position) -> Iterator[tuple[Position, bytes]]:
         """Every complete line after ``start``, with the position just after it."""
         for name in self.files():

@@ -4,6 +4,8 @@
 so bugs get the same numbers, counts, times and status history as the original. Lines are
 idempotent (unique event ids and change ids), so restoring twice changes nothing. Per-hour item
 counts are statistics, not events: they are not replayed (a second restore would double them).
+A day file ending in a line without its newline (a crash mid-append, which no request was
+answered for) is restored up to that line; the line is left out and named in ``torn``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class RestoreReport:
     check_ins: int = 0
     status_changes: int = 0
     unreadable: list[str] = field(default_factory=list)
+    torn: list[str] = field(default_factory=list)
 
 
 def restore(source: Path, store: Store) -> RestoreReport:
@@ -60,4 +63,16 @@ def restore(source: Path, store: Store) -> RestoreReport:
         if len(chunk) >= CHUNK:
             flush()
     flush()
+    report.torn = torn_tails(log)
     return report
+
+
+def torn_tails(log: BackupLog) -> list[str]:
+    """One line per day file that ends in a torn line: which file, from which byte, how long."""
+    found = []
+    for name in log.files():
+        tail = log.torn_tail(name)
+        if tail is not None:
+            start, size = tail
+            found.append(f"{name} from byte {start}: {size - start} bytes without a newline")
+    return found
