@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import time
@@ -24,10 +25,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from shim import __version__
-from shim.assembly import State, running
+from shim.assembly import State, running, update_gauges
 from shim.core.auth import Keys, key_from_dsn, request_key
 from shim.core.body import legacy_store_json, read_body
 from shim.core.envelope import parse_envelope
@@ -38,16 +39,19 @@ from shim.core.errors import (
     RequestTimeout,
     ServiceUnavailable,
     ShimError,
+    Unauthorized,
 )
 from shim.core.event import isoformat_utc
 from shim.core.items import Ingested, http_check_in, ingest_envelope, ingest_store
 from shim.core.records import Batch
+from shim.metrics import CONTENT_TYPE, Metrics
 from shim.refusals import STATUSES as REFUSALS
 from shim.settings import Settings
 from shim.store import Store, StoreUnavailable
 
 log = logging.getLogger("shim")
 REFUSED_KEY = "shim.key"  # the scope's note of a key read from the envelope header
+_INGEST_PATHS = ("/envelope/", "/store/")  # the requests /metrics times and counts
 
 
 class JSON(JSONResponse):
@@ -89,18 +93,30 @@ async def _commit(state: State, batch: Batch, key: str) -> None:
     if batch.is_empty():
         return
     state.limiter.take(key, len(batch.error_logs))  # raises RateLimited: nothing is stored
+    slimmed = state.storm.slimmed
     if batch.error_logs:  # (the request's own list: replacing it in place copies nothing)
         batch.error_logs[:] = state.storm.admit(batch.error_logs)
     try:
         stored = await state.writer.submit(batch)
     except StoreUnavailable as exc:
         raise ServiceUnavailable(f"{exc}; retry later", retry_after=10) from None
+    if state.metrics is not None:
+        state.metrics.committed(batch, stored)
+        if state.storm.slimmed > slimmed:
+            state.metrics.events_slimmed.inc(state.storm.slimmed - slimmed)
     state.items.update(batch.item_counts)
     for one in stored:
         if one.duplicate:
             state.duplicates += 1
         else:
             state.stored += 1
+
+
+def _trimmed(state: State, count: int) -> None:
+    if count:
+        state.trimmed += count
+        if state.metrics is not None:
+            state.metrics.events_trimmed.inc(count)
 
 
 def _answer(ingested: Ingested) -> dict[str, Any]:
@@ -136,7 +152,7 @@ async def _envelope(state: State, project: str, request: Request) -> dict[str, A
     else:
         ingested = ingest_envelope(envelope, project_id, datetime.now(UTC), state.limits)
     await _commit(state, ingested.batch, key)
-    state.trimmed += ingested.trimmed
+    _trimmed(state, ingested.trimmed)
     if state.forwarder is not None:  # stored here first; the upstream never delays the answer
         state.forwarder.offer(project_id, envelope)
     return _answer(ingested)
@@ -163,7 +179,7 @@ async def store_endpoint(request: Request) -> Response:
     oversized = len(data) > state.settings.max_event_bytes  # then off the loop, as envelopes
     ingested = await asyncio.to_thread(ingest) if oversized else ingest()
     await _commit(state, ingested.batch, key)
-    state.trimmed += ingested.trimmed
+    _trimmed(state, ingested.trimmed)
     if state.forwarder is not None:
         state.forwarder.offer_store(project_id, upstream_json)
     return JSON(_answer(ingested))
@@ -199,6 +215,24 @@ async def cron_endpoint(request: Request) -> Response:
     await _commit(state, Batch(check_ins=[check_in], item_counts={"check_in": 1},
                                received_at=isoformat_utc(received)), key)
     return JSON({"id": check_in.check_in_id}, status_code=202)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """``GET /metrics``: Prometheus's text format, for a bearer of ``SHIM_METRICS_TOKEN``; 404
+    when no token is set (the route does not exist then)."""
+    state = _state(request)
+    token = state.settings.metrics_token
+    if token is None or state.metrics is None:
+        raise HTTPException(404)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                              token.encode()):
+        # Answered here, not through ``_error``: this is no scanner with a wrong DSN key.
+        refused = Unauthorized("GET /metrics needs `Authorization: Bearer <SHIM_METRICS_TOKEN>`")
+        return JSON(refused.body(), status_code=refused.status,
+                    headers={**refused.headers, "WWW-Authenticate": "Bearer"})
+    await update_gauges(state)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 async def healthz(request: Request) -> Response:
@@ -274,6 +308,31 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
+        if (state is not None and state.metrics is not None and scope["type"] == "http"
+                and scope["method"] == "POST" and scope["path"].endswith(_INGEST_PATHS)):
+            await self._measured(state.metrics, scope, receive, send)
+            return
+        await self._route(scope, receive, send)
+
+    async def _measured(self, metrics: Metrics, scope: Scope, receive: Receive,
+                        send: Send) -> None:
+        """An ingest request, timed and counted by the status it was answered with."""
+        began = time.perf_counter()
+        answered = [500]  # what the client sees when the app fails before answering
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered[0] = message["status"]
+            await send(message)
+
+        try:
+            await self._route(scope, receive, sending)
+        finally:
+            metrics.request_seconds.observe(time.perf_counter() - began)
+            metrics.answered(answered[0])
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
         if scope["type"] == "http" and scope["method"] == "POST" and state is not None:
             path: str = scope["path"]
             project = path[5:-10]
@@ -314,6 +373,7 @@ def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> Ed
         Route("/api/{project_id}/store/", store_endpoint, methods=["POST"]),
         Route("/api/{project_id}/cron/{slug}/{key}/", cron_endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     middleware = [Middleware(
         CORSMiddleware,

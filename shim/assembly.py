@@ -8,6 +8,7 @@ lifespan. May import every layer (core, writer, store, settings); nothing import
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from shim.core.items import Limits
 from shim.core.scrub import Scrubber
 from shim.core.storm import StormGuard
 from shim.forward import Forwarder
+from shim.metrics import Metrics
 from shim.ratelimit import RateLimiter
 from shim.refusals import Refusals
 from shim.settings import Settings, SettingsError
@@ -36,7 +38,10 @@ class State:
         self.settings = settings
         self.keys = keys
         self.store_summary = journal.summary()
-        self.writer = Writer(journal)
+        # Counted only when someone can read them (SHIM_METRICS_TOKEN): else None, at no cost.
+        self.metrics = Metrics() if settings.metrics_token else None
+        self.writer = Writer(journal, on_commit=self.metrics.observe_commit
+                             if self.metrics is not None else None)
         self.exporter = Exporter(settings, lambda: self.writer.bugs_changed)
         self.limits = Limits(bug_level=settings.bug_level,
                              max_event_bytes=settings.max_event_bytes,
@@ -53,7 +58,7 @@ class State:
         self.trimmed = 0  # events over SHIM_MAX_EVENT_BYTES stored trimmed (shim.core.trim)
         self.started = time.time()
         # What is stored also goes upstream (SHIM_FORWARD_DSN), queued once committed.
-        self.forwarder = Forwarder.from_settings(settings)
+        self.forwarder = Forwarder.from_settings(settings, self.metrics)
 
 
 def open_journal(settings: Settings, store: Store | None = None) -> Journaling:
@@ -69,6 +74,27 @@ def open_journal(settings: Settings, store: Store | None = None) -> Journaling:
     return Journal(BackupLog(log_dir), store or open_store(
         settings.database_url, related_logs=settings.related_logs, server=True,
         processes=settings.workers))
+
+
+GAUGE_EVERY = 5.0  # seconds between updates of this process's gauges (and at each scrape)
+
+
+async def update_gauges(state: State) -> None:
+    """Set this process's gauges: its writer's queue, the store's lag, its forward queue."""
+    metrics = state.metrics
+    assert metrics is not None
+    metrics.writer_queue.set(state.writer.waiting)
+    _, lag_bytes = await state.writer.run_in_thread(state.writer.journal.lag)
+    metrics.store_lag.set(lag_bytes)
+    if state.forwarder is not None:
+        metrics.forward_queue.set(state.forwarder.spool.pending)
+
+
+async def _keep_gauges(state: State) -> None:
+    while True:
+        with contextlib.suppress(Exception):  # a gauge a moment old is better than none
+            await update_gauges(state)
+        await asyncio.sleep(GAUGE_EVERY)
 
 
 def share(limit: int, workers: int) -> int:
@@ -90,9 +116,14 @@ async def running(settings: Settings, keys: Keys, store: Store | None = None
     await state.exporter.start()
     if state.forwarder is not None:
         await state.forwarder.start()
+    gauges = asyncio.create_task(_keep_gauges(state)) if state.metrics is not None else None
     try:
         yield state
     finally:
+        if gauges is not None:
+            gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gauges
         await state.writer.stop()
         await state.exporter.stop()
         if state.forwarder is not None:

@@ -231,6 +231,9 @@ SETTINGS: tuple[Setting, ...] = (
             "With SQLite, each server process appends to the backup log and commits in a child "
             "process of its own, beside request handling rather than in turn with it; 0: in the "
             "server process."),
+    Setting("SHIM_METRICS_TOKEN", "metrics_token", _secret_text, None,
+            "Bearer token that `GET /metrics` (Prometheus's text format) requires; unset: no "
+            "/metrics (404).", secret=True),
     Setting("SHIM_FORWARD_DSN", "forward_dsn", parse_targets, None,
             "Also send what is stored to this upstream Sentry DSN (while moving to it), or "
             "`project_id=DSN` pairs, comma-separated, for several projects; unset: no forwarding.",
@@ -280,6 +283,7 @@ class Settings:
     cors_origins: tuple[str, ...]
     log_level: str
     journal_process: bool
+    metrics_token: str | None = field(repr=False)
     forward_dsn: Targets | None = field(repr=False)
     forward_item_types: frozenset[str] | None
     forward_sample_rate: float

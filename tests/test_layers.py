@@ -76,6 +76,12 @@ def test_stores_and_the_writer_never_import_the_app_or_the_cli(module: str) -> N
         assert not under(imported, *EDGES, "starlette", "uvicorn"), f"{module} imports {imported}"
 
 
+def test_the_metrics_know_nothing_of_the_layers_that_count() -> None:
+    for imported in MODULES["shim.metrics"]:
+        assert under(imported, "shim.core") or imported.split(".")[0] in (
+            "prometheus_client", *sys.stdlib_module_names), imported
+
+
 @pytest.mark.parametrize("module", sorted(n for n in MODULES if under(n, "shim.forward")))
 def test_forwarding_uses_the_core_and_settings_only(module: str) -> None:
     for imported in MODULES[module]:

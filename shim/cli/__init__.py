@@ -110,12 +110,19 @@ def tune_gc() -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port,
+                                workers=args.workers or settings.workers)
+    if settings.metrics_token is not None:
+        # Every process of this server counts in files here (prometheus_client's multiprocess
+        # mode, chosen when it is first imported: so before the app is), from zero at each start.
+        counted = settings.data_dir / "metrics"
+        _reset_metrics(counted)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(counted.resolve())
+
     import uvicorn
 
     from shim.app import create_app
 
-    settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port,
-                                workers=args.workers or settings.workers)
     if settings.public_keys is None and not is_loopback(settings.host):
         # A generated key is printed to the console and kept in the data dir; fine for a server
         # only this machine can reach, not for one other machines can send to.
@@ -156,6 +163,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                           SHIM_WORKERS=str(settings.workers))
         uvicorn.run("shim.cli:worker_app", factory=True, workers=settings.workers, **options)
     return 0
+
+
+def _reset_metrics(directory: Path) -> None:
+    """Counts start from zero at each start, as Prometheus expects of a restarted target."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for counts in directory.glob("*.db"):
+        counts.unlink()
 
 
 def worker_app() -> Edge:

@@ -30,6 +30,7 @@ from shim import __version__
 from shim.core.envelope import Envelope
 from shim.core.upstream import RateLimits, Targets, Upstream, forwarded, store_envelope
 from shim.forward.spool import Entry, Spool
+from shim.metrics import Metrics
 from shim.settings import Settings
 
 log = logging.getLogger("shim.forward")
@@ -47,12 +48,15 @@ class Forwarder:
     def __init__(self, targets: Targets, item_types: frozenset[str] | None, sample_rate: float,
                  directory: Path, max_bytes: int, max_age: float,
                  clock: Callable[[], float] = time.time,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.targets = targets
+        self.metrics = metrics
         self.item_types = item_types
         self.sample_rate = sample_rate
         self._clock = clock
-        self.spool = Spool(directory, max_bytes=max_bytes, max_age=max_age, clock=clock)
+        self.spool = Spool(directory, max_bytes=max_bytes, max_age=max_age, clock=clock,
+                           count=self._counted if metrics is not None else None)
         self.limits = RateLimits()
         self.backoff_until = 0.0
         self._failures = 0
@@ -63,12 +67,14 @@ class Forwarder:
         self._saved_at = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Forwarder | None:
+    def from_settings(cls, settings: Settings, metrics: Metrics | None = None
+                      ) -> Forwarder | None:
         if settings.forward_dsn is None:
             return None
         return cls(settings.forward_dsn, settings.forward_item_types,
                    settings.forward_sample_rate, settings.data_dir / "forward",
-                   max_bytes=settings.forward_max_bytes, max_age=settings.forward_max_age)
+                   max_bytes=settings.forward_max_bytes, max_age=settings.forward_max_age,
+                   metrics=metrics)
 
     # Offering (the routes, after a commit).
 
@@ -90,6 +96,10 @@ class Forwarder:
         if self.item_types is None or "event" in self.item_types:
             self._queue(store_envelope(event_json, upstream), project_id, frozenset({"error"}))
 
+    def _counted(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.forwarded.labels(result).inc()
+
     def _sampled(self) -> bool:
         return self.sample_rate >= 1.0 or random.random() < self.sample_rate
 
@@ -98,6 +108,7 @@ class Forwarder:
             self.spool.put(body, project_id, categories)
         except OSError as exc:  # the local copy is kept; only the forward is lost
             self.spool.dropped["queue_error"] += 1
+            self._counted("queue_error")
             self.spool.last_error = f"could not queue an envelope: {exc}"
             log.warning("forward: %s", self.spool.last_error)
             return

@@ -54,8 +54,10 @@ class Spool:
     """A claimed slot of the forward queue (see the module doc)."""
 
     def __init__(self, base: Path, max_bytes: int, max_age: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 count: Callable[[str], None] | None = None) -> None:
         self.base = base
+        self._count = count  # told "sent" or the reason, for each envelope taken off
         self.max_bytes = max_bytes
         self.max_age = max_age
         self._clock = clock
@@ -158,6 +160,8 @@ class Spool:
             self.dropped[dropped] += 1
         else:
             self.sent += 1
+        if self._count is not None:
+            self._count(dropped or "sent")
 
     @property
     def pending(self) -> int:

@@ -66,8 +66,11 @@ Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
 
 class Writer:
     def __init__(self, journal: Journaling, max_batches: int = 512,
-                 overlap: bool | None = None) -> None:
+                 overlap: bool | None = None,
+                 on_commit: Callable[[int, float], None] | None = None) -> None:
         self.journal = journal
+        # Told (requests, seconds) after each commit, on the writer's thread (the metrics).
+        self.on_commit = on_commit
         self.max_batches = max_batches
         self.overlap = journal.overlaps_commits if overlap is None else overlap
         self._submitted: list[_Pending] = []  # on the loop, not yet released to the thread
@@ -118,6 +121,12 @@ class Writer:
             self._release_due = True
             loop.call_soon(self._release)
         return await done
+
+    @property
+    def waiting(self) -> int:
+        """Requests submitted and not yet taken into a commit (read without the lock: a
+        gauge's reading, which may be a moment old)."""
+        return len(self._submitted) + len(self._queue)
 
     async def run_in_thread(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn`` on the writer's thread, in turn with the commits."""
@@ -214,6 +223,7 @@ class Writer:
 
     def _commit(self, pending: list[_Pending]) -> None:
         batches = [p.batch for p in pending]
+        began = time.perf_counter()
         try:
             results = self.journal.commit(batches)
             self.log_error = None
@@ -233,6 +243,8 @@ class Writer:
             self._answer([(p.done, None, StoreUnavailable("the writer stopped")) for p in pending])
             raise
         self.transactions += 1
+        if self.on_commit is not None:
+            self.on_commit(len(pending), time.perf_counter() - began)
         try:
             self._answer_committed(pending, batches, results)
         except Exception:  # a bug of ours: the events are kept, but these requests must not hang
