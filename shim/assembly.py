@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from shim.core.auth import Keys
 from shim.core.items import Limits
@@ -24,11 +28,14 @@ from shim.ratelimit import RateLimiter
 from shim.refusals import Refusals
 from shim.settings import Settings, SettingsError
 from shim.store import Store, open_store
+from shim.writer import retention
 from shim.writer.exporter import Exporter
 from shim.writer.group import Writer
 from shim.writer.journal import Journal, Journaling
 from shim.writer.log import BackupLog
 from shim.writer.process import Config, JournalProcess
+
+log = logging.getLogger("shim.retention")
 
 
 class State:
@@ -97,6 +104,26 @@ async def _keep_gauges(state: State) -> None:
         await asyncio.sleep(GAUGE_EVERY)
 
 
+async def _keep_pruning(settings: Settings) -> None:
+    """Retention, hourly, by whichever process of the server (or of the servers sharing the
+    store) holds the lease."""
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    await asyncio.sleep(retention.FIRST_RUN)
+    while True:
+        try:
+            done = await asyncio.to_thread(
+                retention.run_once,
+                lambda: open_store(settings.database_url, related_logs=settings.related_logs),
+                holder, datetime.now(UTC), settings.retention_days or None,
+                BackupLog(settings.backup_dir / "logs"), settings.backup_retention_days or None)
+            if done is not None:
+                log.info("retention: %s", done)
+        except Exception as exc:  # the store down, say: the next hour tries again
+            log.warning("retention could not run (%s: %s); trying again in an hour",
+                        type(exc).__name__, exc)
+        await asyncio.sleep(retention.EVERY)
+
+
 def share(limit: int, workers: int) -> int:
     """One worker's part of a limit (0, no limit, stays 0)."""
     return -(-limit // workers)
@@ -116,14 +143,18 @@ async def running(settings: Settings, keys: Keys, store: Store | None = None
     await state.exporter.start()
     if state.forwarder is not None:
         await state.forwarder.start()
-    gauges = asyncio.create_task(_keep_gauges(state)) if state.metrics is not None else None
+    tasks = []
+    if state.metrics is not None:
+        tasks.append(asyncio.create_task(_keep_gauges(state)))
+    if settings.retention_days or settings.backup_retention_days:
+        tasks.append(asyncio.create_task(_keep_pruning(settings)))
     try:
         yield state
     finally:
-        if gauges is not None:
-            gauges.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await gauges
+                await task
         await state.writer.stop()
         await state.exporter.stop()
         if state.forwarder is not None:

@@ -231,6 +231,13 @@ SETTINGS: tuple[Setting, ...] = (
             "With SQLite, each server process appends to the backup log and commits in a child "
             "process of its own, beside request handling rather than in turn with it; 0: in the "
             "server process."),
+    Setting("SHIM_RETENTION_DAYS", "retention_days", _count, "90",
+            "Days error_logs rows and check-ins are kept (each bug's first, latest and reopening "
+            "events, and each monitor's latest check-in, are kept whatever their age; bugs are "
+            "never deleted); pruned hourly; 0: keep everything."),
+    Setting("SHIM_BACKUP_RETENTION_DAYS", "backup_retention_days", _count, "0",
+            "Days backup day files are kept once the store has applied them; `shim restore` can "
+            "then rebuild only what the kept days hold; 0: keep them all."),
     Setting("SHIM_METRICS_TOKEN", "metrics_token", _secret_text, None,
             "Bearer token that `GET /metrics` (Prometheus's text format) requires; unset: no "
             "/metrics (404).", secret=True),
@@ -283,6 +290,8 @@ class Settings:
     cors_origins: tuple[str, ...]
     log_level: str
     journal_process: bool
+    retention_days: int
+    backup_retention_days: int
     metrics_token: str | None = field(repr=False)
     forward_dsn: Targets | None = field(repr=False)
     forward_item_types: frozenset[str] | None

@@ -23,10 +23,12 @@ from pg import new_database
 from test_store_contract import batch, event, status
 
 from shim.store import iter_bugs
+from shim.store.migrate import migrations
 from shim.store.postgres import PostgresStore
 
 LEGACY_SQL = (Path(__file__).parent / "fixtures" / "legacy_schema.sql").read_text()
-TABLES = ("bugs", "error_logs", "check_ins", "item_counts", "status_changes", "schema_migrations")
+TABLES = ("bugs", "error_logs", "check_ins", "item_counts", "status_changes", "schema_migrations",
+          "shim_leases")
 INDEXES = {
     "bugs": {"bugs_fingerprint_key", "bugs_bug_number_key", "bugs_open_last", "bugs_last"},
     "error_logs": {"error_logs_event_id_key", "error_logs_created", "error_logs_component",
@@ -108,7 +110,8 @@ def check_schema(url: str) -> None:
     (routine,) = query(url, "SELECT count(*) AS n FROM pg_proc WHERE proname = 'shim_ingest'")
     assert routine["n"] == 1
     assert query(url, "SELECT version FROM schema_migrations ORDER BY 1") == [
-        {"version": 1}, {"version": 2}, {"version": 3}]
+        {"version": m.version} for m in migrations()]
+    assert [m.version for m in migrations()][:3] == [1, 2, 3]
     (context,) = query(url, "SELECT attcompression FROM pg_attribute"
                        " WHERE attrelid = 'error_logs'::regclass AND attname = 'context'")
     assert context["attcompression"] == "l"  # lz4 (this server has it)

@@ -22,6 +22,7 @@ import orjson
 
 from shim.cli.bugs import (
     CommandError,
+    _print_json,
     cmd_assign,
     cmd_bug,
     cmd_bugs,
@@ -30,6 +31,7 @@ from shim.cli.bugs import (
     cmd_status,
 )
 from shim.cli.channels import add_commands as add_channel_commands
+from shim.cli.format import parse_duration
 from shim.cli.keys import KEY_FILE, dsn, load_or_create_key
 from shim.cli.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
 from shim.core.auth import Keys, utc_text
@@ -179,6 +181,7 @@ def worker_app() -> Edge:
 
     tune_gc()
     settings = Settings.from_env()
+    _log_like_the_server(settings)  # a new process: the parent's logging setup is not inherited
     return create_app(settings, resolve_keys(settings, announce=False))
 
 
@@ -299,6 +302,41 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from shim.writer.log import BackupLog
+    from shim.writer.retention import prune
+
+    if args.older_than:
+        try:
+            days: float | None = parse_duration(args.older_than).total_seconds() / 86400
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    else:
+        days = settings.retention_days or None
+    backup_days = settings.backup_retention_days or None
+    if days is None and backup_days is None:
+        raise CommandError("retention is off (SHIM_RETENTION_DAYS=0 and no "
+                           "SHIM_BACKUP_RETENTION_DAYS): give --older-than, e.g. 90d")
+    store = open_store(settings.database_url)
+    try:
+        done = prune(store, datetime.now(UTC), days, BackupLog(settings.backup_dir / "logs"),
+                     backup_days, dry_run=args.dry_run)
+        shrinks = getattr(store, "incremental_vacuum", lambda: True)()
+    finally:
+        store.close()
+    if args.json:
+        _print_json({**done.as_json(), "file_shrinks": shrinks})
+        return 0
+    print(f"shim: {done}")
+    if not shrinks:
+        print("shim: this SQLite database was made before incremental auto-vacuum, so its file "
+              "keeps the freed pages for reuse rather than shrinking: `shim migrate` converts it "
+              "(it rewrites the file once, needing as much free disk again)", file=sys.stderr)
+    return 0
+
+
 def _json_flag(command: argparse.ArgumentParser) -> None:
     command.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -388,6 +426,13 @@ def parser() -> argparse.ArgumentParser:
                              "instead of applying it")
     _json_flag(migrate_cmd)
 
+    prune_cmd = add("prune", "delete error_logs rows and check-ins older than the retention "
+                    "window now (and backup day files past theirs)", cmd_prune)
+    prune_cmd.add_argument("--older-than", help="instead of SHIM_RETENTION_DAYS, e.g. 30d")
+    prune_cmd.add_argument("--dry-run", action="store_true",
+                           help="count what would be deleted; delete nothing")
+    _json_flag(prune_cmd)
+
     replay_cmd = add("replay", "send recorded requests, envelope files or backup log day files "
                      "to a server again", cmd_replay)
     replay_cmd.add_argument("paths", nargs="+", metavar="PATH",
@@ -415,6 +460,11 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _log_like_the_server(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -422,8 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"shim: bad setting: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_like_the_server(settings)
     try:
         result: int = args.run(settings, args)
     except CommandError as exc:

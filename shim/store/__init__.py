@@ -39,6 +39,25 @@ class Store(Protocol):
         """Whether the store takes writes right now."""
         ...
 
+    # Retention (shim/writer/retention.py).
+    def prune(self, cutoff: str, limit: int, dry_run: bool = False) -> tuple[int, int]:
+        """One batch: at most ``limit`` error_logs rows and ``limit`` check-ins created before
+        ``cutoff`` (ISO 8601 UTC) that nothing needs deleted, in a short transaction of their own;
+        (rows, check-ins) deleted. Kept whatever their age: each bug's first and latest events
+        and the events that reopened it, each monitor's latest check-in. Bugs are never deleted.
+        ``dry_run``: nothing deleted, every such row counted."""
+        ...
+
+    def reclaim(self) -> int:
+        """Give the space prunes freed back to the file system where this backend holds it
+        (SQLite's incremental vacuum); pages returned (0 where the database server does it)."""
+        ...
+
+    def take_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Whether ``holder`` now holds lease ``name`` for ``seconds`` (it was free, expired, or
+        already its own): one process of all those sharing the store runs the hourly prune."""
+        ...
+
     def summary(self) -> dict[str, Any]:
         """What ``/healthz`` says about the store."""
         ...
@@ -124,7 +143,13 @@ def apply_migrations(url: str) -> tuple[list[str], int]:
     try:
         store = opened()
         try:
-            return store.migrate(), version
+            applied = store.migrate()
+            # An SQLite file made before incremental auto-vacuum never shrinks after a prune:
+            # converted here, by the operator's command (it rewrites the file once).
+            convert = getattr(store, "convert_to_incremental_vacuum", None)
+            if convert is not None and convert():
+                applied.append("incremental auto-vacuum (the file rewritten once)")
+            return applied, version
         finally:
             store.close()
     except errors as exc:

@@ -142,6 +142,31 @@ class PostgresStore:
         return Held(frozenset(r["id"] for r in found if r["status"] is None),
                     {r["id"]: r["status"] for r in found if r["status"] is not None})
 
+    # Retention: migrations/postgres/0005_retention.sql does the work.
+
+    def prune(self, cutoff: str, limit: int, dry_run: bool = False) -> tuple[int, int]:
+        row = self._one("SELECT shim_prune(%s::timestamptz, %s, %s) AS done",
+                        (cutoff, limit, dry_run))
+        return int(row["done"]["error_logs"]), int(row["done"]["check_ins"])
+
+    def reclaim(self) -> int:
+        return 0  # autovacuum makes deleted rows' space reusable; the files do not shrink
+
+    def take_lease(self, name: str, holder: str, seconds: float) -> bool:
+        row = self._one("SELECT shim_take_lease(%s, %s, %s) AS taken", (name, holder, seconds))
+        return bool(row["taken"])
+
+    def _one(self, sql: str, params: Sequence[Any]) -> dict[str, Any]:
+        try:
+            if not self._migrated:
+                self.migrate()
+            with self._connection() as conn:
+                row = conn.execute(sql.encode(), params).fetchone()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"{redacted(self.url)}: {exc}") from exc
+        assert row is not None
+        return row
+
     # Reads: same arguments and row shapes as SQLiteReads.
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

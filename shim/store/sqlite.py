@@ -24,6 +24,7 @@ from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
 from shim.store.rows import bug_id_for
 from shim.store.sqlite_reads import SQLiteReads
+from shim.store.sqlite_retention import SQLiteRetention
 from shim.writer.held import Held
 
 _STEP_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -66,7 +67,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
-class SQLiteStore(SQLiteReads):
+class SQLiteStore(SQLiteReads, SQLiteRetention):
     overlaps_commits = False  # it commits in this process, mostly holding the GIL (shim/writer/group.py)
 
     def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0,
@@ -82,6 +83,9 @@ class SQLiteStore(SQLiteReads):
                                   timeout=busy_timeout)
         self.busy_timeout_ms = int(busy_timeout * 1000)
         self.db.row_factory = sqlite3.Row
+        # Freed pages can go back to the file system after a prune (shim/store/sqlite_retention.py).
+        # Takes effect only on a new, empty database; an older one is converted by `shim migrate`.
+        self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._wal(busy_timeout)
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")

@@ -154,6 +154,20 @@ class SupabaseStore:
                 .in_("check_in_id", chunk).limit(len(chunk))).data)
         return Held(frozenset(events), statuses)
 
+    # Retention: the same functions the Postgres store calls (0005_retention.sql), over RPC.
+
+    def prune(self, cutoff: str, limit: int, dry_run: bool = False) -> tuple[int, int]:
+        done = self._run(self.client.rpc("shim_prune", {"cutoff": cutoff, "lim": limit,
+                                                        "dry": dry_run})).data
+        return int(done["error_logs"]), int(done["check_ins"])
+
+    def reclaim(self) -> int:
+        return 0  # the database server's autovacuum makes the space reusable
+
+    def take_lease(self, name: str, holder: str, seconds: float) -> bool:
+        return bool(self._run(self.client.rpc("shim_take_lease", {
+            "lease": name, "holder": holder, "seconds": seconds})).data)
+
     # Reads: same arguments and row shapes as SQLiteReads and PostgresStore.
 
     def _rows(self, query: Callable[[], Query], limit: int | None = None) -> list[dict[str, Any]]:

@@ -256,6 +256,26 @@ class BackupLog:
                     offset += len(line)
                     yield Position(name, offset), line
 
+    def applied_files_before(self, day: str) -> list[str]:
+        """The day files older than ``day`` (``YYYY-MM-DD``) that the store has applied whole:
+        those ``shim restore`` alone would still need (retention may remove them)."""
+        applied = self.applied()
+        done = []
+        for name in self.files():
+            if name >= f"{day}.jsonl" or applied.file < name:
+                break
+            if applied.file > name or applied.offset >= os.stat(self.path(name)).st_size:
+                done.append(name)
+        return done
+
+    def remove(self, names: list[str]) -> None:
+        """Delete day files (retention); call with the lock held."""
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path(name))
+        if names:
+            self._sync_directory()
+
     # The applied-position marker.
 
     def applied(self) -> Position:
