@@ -44,6 +44,7 @@ from shim.core.records import Batch
 from shim.refusals import STATUSES as REFUSALS
 from shim.settings import Settings
 from shim.store import Store, StoreUnavailable
+from shim.web import Site
 
 log = logging.getLogger("shim")
 REFUSED_KEY = "shim.key"  # the scope's note of a key read from the envelope header
@@ -260,16 +261,21 @@ def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> Ed
     """The ASGI app. ``store`` defaults to the one ``settings.database_url`` names (see
     ``open_journal``)."""
 
+    site = Site(settings, keys)  # the web page at /: no routes without SHIM_ADMIN_TOKEN
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(settings, keys, store) as state:
             app.state.shim = edge.state = state
+            site.announce()
             yield
+            site.close()
 
     routes = [
         Route("/api/{project_id}/envelope/", envelope_endpoint, methods=["POST"]),
         Route("/api/{project_id}/store/", store_endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        *site.routes(),
     ]
     middleware = [Middleware(
         CORSMiddleware,

@@ -133,6 +133,14 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _secret(raw: str) -> str:
+    value = raw.strip()
+    if len(value) < 16:
+        raise ValueError("must be at least 16 characters (e.g. python3 -c 'import secrets; "
+                         "print(secrets.token_urlsafe(24))')")
+    return value
+
+
 def _switch(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -194,6 +202,16 @@ SETTINGS: tuple[Setting, ...] = (
             "With SQLite, each server process appends to the backup log and commits in a child "
             "process of its own, beside request handling rather than in turn with it; 0: in the "
             "server process."),
+    Setting("SHIM_ADMIN_TOKEN", "admin_token", _secret, None,
+            "Turns the web page on at `/`: the password of its login form, also accepted as "
+            "`Authorization: Bearer <token>`; at least 16 characters; unset: the page is off."),
+    Setting("SHIM_SESSION_KEY", "session_key", _secret, None,
+            "Key that signs the web page's session cookies; default: derived from "
+            "`SHIM_ADMIN_TOKEN` (so changing the token logs everyone out)."),
+    Setting("SHIM_SESSION_HOURS", "session_hours", _positive_float, "12",
+            "Hours a web page login lasts."),
+    Setting("SHIM_LOGIN_ATTEMPTS", "login_attempts", _positive_int, "10",
+            "Failed web page logins allowed per client address in 15 minutes; then 429."),
 )
 
 
@@ -220,6 +238,10 @@ class Settings:
     cors_origins: tuple[str, ...]
     log_level: str
     journal_process: bool
+    admin_token: str | None
+    session_key: str | None
+    session_hours: float
+    login_attempts: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -236,7 +258,8 @@ class Settings:
             try:
                 values[setting.field] = setting.parse(raw)
             except ValueError as exc:
-                raise SettingsError(f"{setting.env}={raw!r}: {exc}") from None
+                shown = "(hidden)" if setting.parse is _secret else repr(raw)  # never echo a secret
+                raise SettingsError(f"{setting.env}={shown}: {exc}") from None
         values["data_dir"] = Path(values["data_dir"])
         if values["database_url"] is None:
             values["database_url"] = f"sqlite:///{values['data_dir'] / 'shim.db'}"

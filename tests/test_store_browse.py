@@ -137,6 +137,8 @@ def test_bug_events_navigate_in_time_order(store: Store) -> None:
     other = store.get_bug("BUG-00002")
     assert other is not None
     assert store.bug_event(other["id"], "next", first["event_id"]) is None  # not its event
+    assert store.bug_event(bug["id"], "this", middle["event_id"]) == middle
+    assert store.bug_event(other["id"], "this", middle["event_id"]) is None
     assert store.bug_event("not-a-bug") is None
 
 

@@ -72,9 +72,9 @@ class Store(Protocol):
 
     def bug_event(self, bug_id: str, go: str = "latest",
                   event_id: str | None = None) -> dict[str, Any] | None:
-        """One of the bug's events, whole (context decoded): the ``first`` or ``latest``, or the
-        one before (``prev``) or after (``next``) ``event_id``, in event time order; with
-        ``is_first`` and ``is_latest`` set. None when there is none."""
+        """One of the bug's events, whole (context decoded): the ``first`` or ``latest``, the
+        one before (``prev``) or after (``next``) ``event_id`` in event time order, or ``this``
+        one; with ``is_first`` and ``is_latest`` set. None when there is none."""
         ...
 
     def bug_hours(self, bug_ids: Sequence[str], since: str) -> dict[str, dict[str, int]]:

@@ -17,8 +17,9 @@ from shim.core.levels import SEVERITIES, STATUSES
 SORTS = {"last": "last_occurred_at", "first": "first_occurred_at", "count": "occurrence_count"}
 """The bug list's sorts: the column each orders by, newest (or largest) first, then bug number."""
 UNRESOLVED = ("open", "in_progress")
-GOES = ("first", "prev", "next", "latest")
-"""Moves between a bug's events, ordered by event time, then arrival."""
+GOES = ("first", "prev", "next", "latest", "this")
+"""Moves between a bug's events, ordered by event time, then arrival (``this``: stay on the one
+named)."""
 RECENT_LOGS = 2000
 """How many of the latest events the filter choices (environments, releases) are drawn from."""
 

@@ -70,6 +70,8 @@ class PostgresBrowse:
             sign = "<" if go == "prev" else ">"
             event = one(f"AND (created_at, seq) {sign} (%s::timestamptz, %s)",
                         (here[0]["created_at"], here[0]["seq"]), go == "prev")
+        elif go == "this" and event_id is not None:
+            event = one("AND event_id = %s", (event_id,), False)
         elif go == "first":
             event = first
         else:

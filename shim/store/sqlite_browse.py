@@ -65,6 +65,8 @@ class SQLiteBrowse(SQLiteReads):
                 return None
             sign = "<" if go == "prev" else ">"
             event = one(f"AND (created_at, rowid) {sign} (?, ?)", tuple(here), go == "prev")
+        elif go == "this" and event_id is not None:
+            event = one("AND event_id = ?", (event_id,), False)
         elif go == "first":
             event = first
         else:

@@ -107,6 +107,8 @@ class SupabaseBrowse:
             else:
                 event = (one(lambda q: q.eq("created_at", at).gt("seq", seq), False)
                          or one(lambda q: q.gt("created_at", at), False))
+        if go == "this" and event_id is not None:
+            event = one(lambda q: q.eq("event_id", event_id), False)
         if event is None or first is None or latest is None:
             return None
         return {**event, "is_first": event["event_id"] == first["event_id"],
