@@ -405,3 +405,55 @@ def test_a_script_changes_a_bug_with_the_bearer_token(client: TestClient,
     answer = client.post(f"/bugs/{number}", data={"action": "close"},
                          headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 303 and bug_rows(settings)[number]["status"] == "closed"
+
+
+# The same pages on the shared stores.
+
+@pytest.fixture(params=["postgres", "supabase"])
+def shared_settings(request: pytest.FixtureRequest, tmp_path: Path,
+                    monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings for a fresh Postgres database, reached directly or through the PostgREST
+    stand-in as Supabase's HTTP API."""
+    import psycopg
+    from pg import new_database
+    from postgrest_standin import Standin
+    from test_supabase import SERVICE_KEY
+
+    from shim.store import migrate
+
+    with new_database() as url:
+        if request.param == "postgres":
+            yield make_settings(tmp_path, SHIM_DATABASE_URL=url)
+            return
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate.migrate(conn)
+        standin = Standin(url, SERVICE_KEY)
+        standin.serve()
+        monkeypatch.setenv("SUPABASE_URL", standin.url)
+        monkeypatch.setenv("SUPABASE_KEY", SERVICE_KEY)
+        try:
+            yield make_settings(tmp_path, SHIM_DATABASE_URL="supabase")
+        finally:
+            standin.stop()
+
+
+def test_every_page_and_a_change_on_postgres_and_supabase(shared_settings: Settings) -> None:
+    with TestClient(create_app(shared_settings, Keys(shared_settings.public_keys or ())),
+                    follow_redirects=False) as client:
+        filled(client)
+        login(client)
+        listed = client.get("/?q=division&environment=prod&sort=count")
+        number = re.findall(r'href="/bugs/(BUG-\d+)"', listed.text)[0]
+        for path in ("/", f"/bugs/{number}", f"/bugs/{number}/markdown", "/logs?level=warning",
+                     "/dashboard", "/monitors", "/settings", "/?spark=14d&status=all"):
+            answer = client.get(path)
+            assert answer.status_code == 200, (path, answer.text[:500])
+        page = client.get(f"/bugs/{number}").text
+        assert "parse_page" in page and "opened scan.pdf" in page and XSS not in page
+        assert "nightly-scan" in client.get("/monitors").text
+        assert client.get("/dashboard").text.count('<svg class="chart"') == 2
+        answer = post_form(client, f"/bugs/{number}", {"csrf": csrf_of(client),
+                                                        "action": "resolve"})
+        assert answer.status_code == 303
+        assert f"/bugs/{number}\"" not in client.get("/").text
+        assert f"/bugs/{number}\"" in client.get("/?status=resolved").text
