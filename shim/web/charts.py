@@ -17,7 +17,7 @@ LEVEL_COLOURS = {"critical": "#b3261e", "error": "#e8710a", "warning": "#d9a400"
 def _svg(width: int, height: int, label: str, body: str, css: str = "chart") -> Markup:
     return Markup(
         f'<svg class="{css}" viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
-        f' role="img" aria-label="{escape(label)}" preserveAspectRatio="none">{body}</svg>')
+        f' role="img" aria-label="{escape(label)}">{body}</svg>')
 
 
 def sparkline(values: Sequence[int], label: str, width: int = 96, height: int = 22) -> Markup:
@@ -34,7 +34,7 @@ def sparkline(values: Sequence[int], label: str, width: int = 96, height: int = 
     return _svg(width, height, label, baseline + "".join(bars), "spark")
 
 
-def bars(points: Sequence[tuple[str, int]], label: str, width: int = 640, height: int = 140,
+def bars(points: Sequence[tuple[str, int]], label: str, width: int = 560, height: int = 150,
          tick_every: int = 6) -> Markup:
     """Bars with a label under every ``tick_every``-th and the largest value on the axis."""
     stacked = [(name, {"count": n}) for name, n in points]
@@ -43,7 +43,7 @@ def bars(points: Sequence[tuple[str, int]], label: str, width: int = 640, height
 
 
 def stacked_bars(points: Sequence[tuple[str, dict[str, int]]], keys: Sequence[str], label: str,
-                 width: int = 640, height: int = 160, tick_every: int = 6,
+                 width: int = 560, height: int = 150, tick_every: int = 6,
                  colours: dict[str, str] | None = None) -> Markup:
     """Bars stacked by ``keys`` (bottom first), one per point."""
     colours = colours or LEVEL_COLOURS

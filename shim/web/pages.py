@@ -246,7 +246,8 @@ async def dashboard(site: Site, visit: Visit) -> Response:
         visit, "dashboard.html", stats=found["stats"], components=found["components"],
         levels=LEVELS, colours=charts.LEVEL_COLOURS, health=health,
         chart_levels=charts.stacked_bars(per_hour, tuple(reversed(LEVELS)),
-                                         "events per hour by level, 24 hours"),
+                                         "events per hour by level, 24 hours", width=1000,
+                                         height=190, tick_every=3),
         chart_new=charts.bars([(k, found["new_bugs"].get(k, 0)) for k in day_keys],
                               "new bugs per day, 14 days", tick_every=2),
         total_levels={level: sum(found["levels"].get(level, {}).values()) for level in LEVELS})
