@@ -8,6 +8,7 @@ escaped, and what the scrubber filtered stays filtered.
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -136,6 +137,21 @@ def test_the_page_is_off_without_an_admin_token(tmp_path: Path) -> None:
         for path in ("/", "/login", "/dashboard", "/static/shim.css"):
             answer = client.get(path)
             assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+
+
+def test_the_server_log_says_how_to_turn_the_page_on(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="shim.web")
+    off = make_settings(tmp_path, SHIM_ADMIN_TOKEN="")
+    with TestClient(create_app(off, Keys(off.public_keys or ()))):
+        pass
+    assert "set SHIM_ADMIN_TOKEN" in caplog.text
+    caplog.clear()
+    exposed = make_settings(tmp_path, SHIM_HOST="0.0.0.0")
+    with TestClient(create_app(exposed, Keys(exposed.public_keys or ()))):
+        pass
+    assert "the web page is on" in caplog.text and "put it behind HTTPS" in caplog.text
+    assert TOKEN not in caplog.text
 
 
 def test_a_short_admin_token_is_refused_without_echoing_it(tmp_path: Path) -> None:
