@@ -267,6 +267,7 @@ def test_the_bug_list_pages_with_a_keyset_cursor(client: TestClient) -> None:
 
 @pytest.mark.parametrize("query", ["status=nope", "sort=size", "severity=huge", "limit=0",
                                    "after=zzz", "sort=count&after=abc|BUG-00001",
+                                   "after=yesterday|BUG-00001", "q=a%00b", "component=%00",
                                    "q=" + "x" * 300])
 def test_a_bad_filter_is_a_400_that_names_it(client: TestClient, query: str) -> None:
     login(client)

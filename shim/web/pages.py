@@ -50,6 +50,8 @@ def _text(params: Mapping[str, str], name: str) -> str | None:
     value = (params.get(name) or "").strip()
     if len(value) > MAX_TEXT:
         raise WebError(400, f"{name} is longer than {MAX_TEXT} characters")
+    if "\x00" in value:  # no store can match it, and Postgres refuses it in text
+        raise WebError(400, f"{name} contains a NUL character")
     return value or None
 
 
@@ -63,14 +65,7 @@ def _limit(params: Mapping[str, str], default: int = 50, most: int = 200) -> int
 def bug_query(params: Mapping[str, str], visit: Visit) -> BugQuery:
     status = _choice(params, "status", STATUS_CHOICES, "unresolved")
     sort = _choice(params, "sort", SORTS, "last") or "last"
-    after: tuple[Any, str] | None = None
-    if params.get("after"):
-        value, _, number = params["after"].rpartition("|")
-        if not value or not _NUMBER.fullmatch(number):
-            raise WebError(400, "after must be a cursor from a Next link")
-        after = (int(value) if sort == "count" and value.isdigit() else value, number)
-        if sort == "count" and not isinstance(after[0], int):
-            raise WebError(400, "after must be a cursor from a Next link")
+    after = _cursor(params.get("after"), sort)
     new = params.get("new") == "1"
     return BugQuery(
         statuses=STATUS_CHOICES[status or "unresolved"],
@@ -81,6 +76,25 @@ def bug_query(params: Mapping[str, str], visit: Visit) -> BugQuery:
         new_since=(visit.now - timedelta(hours=24)).isoformat() if new else None,
         regressions=params.get("regressions") == "1", sort=sort, after=after,
         limit=_limit(params))
+
+
+def _cursor(text: str | None, sort: str) -> tuple[Any, str] | None:
+    """A Next link's ``after``: the last bug's sort value (a count, or a time), ``|``, its number."""
+    if not text:
+        return None
+    value, _, number = text.rpartition("|")
+    problem = WebError(400, "after must be a cursor from a Next link")
+    if not _NUMBER.fullmatch(number):
+        raise problem
+    if sort == "count":
+        if not (value.isascii() and value.isdigit() and len(value) < 19):
+            raise problem
+        return int(value), number
+    try:
+        present.parse_time(value)
+    except ValueError:
+        raise problem from None
+    return value, number
 
 
 def _with(params: Mapping[str, str], **changes: str | None) -> str:
