@@ -180,3 +180,21 @@ def test_filter_values_and_check_ins(store: Store) -> None:
     recent = store.recent_check_ins(limit=2)
     assert [(c["check_in_id"], c["monitor_slug"], c["status"]) for c in recent] == [
         ("ci-2", "nightly", "error"), ("ci-1", "hourly", "error")]
+
+
+def test_recent_logs_are_the_latest_by_event_time(store: Store) -> None:
+    fill(store)
+    late_arrival = event("late", level="warning", when=T0 - timedelta(days=1),
+                         tags={"component": "ocr"})
+    store.write([batch(late_arrival, received=T0 + timedelta(hours=5))])
+    latest = store.recent_logs(limit=3)
+    assert [r["created_at"] for r in latest] == [at(T0 + timedelta(hours=h)) for h in (4, 3, 2)]
+    assert [r["bug_number"] for r in latest] == ["BUG-00004", "BUG-00004", "BUG-00003"]
+    assert [r["message"] for r in store.recent_logs(component="ocr", limit=100)][-1] == "late"
+    assert {r["log_level"] for r in store.recent_logs(level="error")} == {"error", "critical"}
+    one = store.get_bug("BUG-00001")
+    assert one is not None
+    assert [r["created_at"] for r in store.recent_logs(bug_id=one["id"])] == [
+        at(T0 + timedelta(minutes=m)) for m in (2, 1, 0)]
+    assert store.recent_logs(bug_id="not-a-bug") == []
+    assert set(latest[0]) >= {"cursor", "event_id", "context", "bug_number"}

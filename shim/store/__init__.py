@@ -102,6 +102,12 @@ class Store(Protocol):
         """The latest check-ins, newest first."""
         ...
 
+    def recent_logs(self, level: str | None = None, component: str | None = None,
+                    bug_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """``list_logs``'s rows and filters, the latest by event time first (each filter walks
+        an index in that order, where ``list_logs``'s arrival order would sort them all)."""
+        ...
+
 
 def iter_bugs(store: Store, page: int = 1000) -> Iterator[dict[str, Any]]:
     """Every bug in number order, a page at a time, so that writing the snapshot of a million

@@ -22,6 +22,10 @@ GOES = ("first", "prev", "next", "latest", "this")
 named)."""
 RECENT_LOGS = 2000
 """How many of the latest events the filter choices (environments, releases) are drawn from."""
+ENVIRONMENT_WINDOW = 20_000
+"""The bug list's environment and release filters keep the bugs of the latest this many events
+in them (neither is a column of bugs, and reading every event's context would not scale); on
+Supabase, of the latest ``RECENT_LOGS`` events that match."""
 
 
 @dataclass(frozen=True)

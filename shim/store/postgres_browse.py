@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shim.store import browse
+from shim.store import browse, rows
 from shim.store.browse import BugQuery
 from shim.store.rows import is_uuid
 
@@ -31,8 +31,10 @@ class PostgresBrowse:
             params.append(value)
         for key, value in (("environment", query.environment), ("release", query.release)):
             if value is not None:
-                where.append("id IN (SELECT related_bug_id FROM error_logs WHERE"
-                             f" related_bug_id IS NOT NULL AND context ->> '{key}' = %s)")
+                where.append(
+                    "id IN (SELECT related_bug_id FROM (SELECT related_bug_id, context"
+                    f" FROM error_logs ORDER BY seq DESC LIMIT {browse.ENVIRONMENT_WINDOW}) AS l"
+                    f" WHERE related_bug_id IS NOT NULL AND context ->> '{key}' = %s)")
                 params.append(value)
         if query.text:
             where.append("(title ILIKE %s OR error_message ILIKE %s)")
@@ -128,3 +130,16 @@ class PostgresBrowse:
 
     def recent_check_ins(self, limit: int = 1000) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM check_ins ORDER BY created_at DESC LIMIT %s", (limit,))
+
+    def recent_logs(self, level: str | None = None, component: str | None = None,
+                    bug_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        if bug_id is not None and not is_uuid(bug_id):
+            return []
+        where, params = rows.sql_where(
+            rows.log_conditions(level, component, bug_id, None, cursor="seq"), "%s", prefix="l.",
+            casts={"related_bug_id": "::uuid"})
+        found = self._all(
+            "SELECT l.*, b.bug_number FROM error_logs AS l"
+            " LEFT JOIN bugs AS b ON b.id = l.related_bug_id"
+            f" WHERE {where} ORDER BY l.created_at DESC, l.seq DESC LIMIT %s", [*params, limit])
+        return [rows.log_row(row, row.pop("bug_number")) for row in found]

@@ -11,7 +11,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from shim.store import browse
+from shim.core.levels import STATUSES
+from shim.store import browse, rows
 from shim.store.browse import BugQuery
 from shim.store.sqlite_reads import SQLiteReads
 
@@ -20,18 +21,21 @@ class SQLiteBrowse(SQLiteReads):
     db: sqlite3.Connection
 
     def search_bugs(self, query: BugQuery) -> list[dict[str, Any]]:
+        """One select per status, each walking the (status, last_occurred_at) index and stopping
+        at the page's size, then merged: SQLite would otherwise sort every matching bug (no index
+        orders bugs of several statuses, or of all, by time). The first-seen and count orders
+        have no index: those sort the matching bugs."""
         where: list[str] = []
         params: list[Any] = []
-        if query.statuses:
-            where.append(f"status IN ({','.join('?' * len(query.statuses))})")
-            params.extend(query.statuses)
         for column, value in query.equal_columns():
             where.append(f"{column} = ?")
             params.append(int(value) if isinstance(value, bool) else value)
         for key, value in (("environment", query.environment), ("release", query.release)):
             if value is not None:
-                where.append("id IN (SELECT related_bug_id FROM error_logs WHERE"
-                             f" related_bug_id IS NOT NULL AND json_extract(context, '$.{key}') = ?)")
+                where.append(
+                    "id IN (SELECT related_bug_id FROM (SELECT related_bug_id, context"
+                    f" FROM error_logs ORDER BY rowid DESC LIMIT {browse.ENVIRONMENT_WINDOW})"
+                    f" WHERE related_bug_id IS NOT NULL AND json_extract(context, '$.{key}') = ?)")
                 params.append(value)
         if query.text:
             where.append("(title LIKE ? ESCAPE '\\' OR error_message LIKE ? ESCAPE '\\')")
@@ -40,12 +44,16 @@ class SQLiteBrowse(SQLiteReads):
             where.append("first_occurred_at >= ?")
             params.append(query.new_since)
         column = query.column
-        if query.after is not None:
-            where.append(f"({column}, bug_number) < (?, ?)")
-            params.extend(query.after)
-        sql = (f"SELECT * FROM bugs WHERE {' AND '.join(where) or '1'}"
-               f" ORDER BY {column} DESC, bug_number DESC LIMIT ?")
-        return self._all(sql, [*params, query.limit])
+        if query.after is not None:  # (column, bug_number) < after, as a range on column
+            where.append(f"{column} <= ? AND ({column} < ? OR bug_number < ?)")
+            value, number = query.after
+            params.extend([value, value, number])
+        order = f"ORDER BY {column} DESC, bug_number DESC LIMIT ?"
+        parts = [f"SELECT * FROM (SELECT * FROM bugs WHERE {' AND '.join(['status = ?', *where])}"
+                 f" {order})" for _ in query.statuses or STATUSES]
+        every = [p for status in query.statuses or STATUSES
+                 for p in (status, *params, query.limit)]
+        return self._all(f"{' UNION ALL '.join(parts)} {order}", [*every, query.limit])
 
     def bug_event(self, bug_id: str, go: str = "latest",
                   event_id: str | None = None) -> dict[str, Any] | None:
@@ -122,3 +130,12 @@ class SQLiteBrowse(SQLiteReads):
     def recent_check_ins(self, limit: int = 1000) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM check_ins ORDER BY created_at DESC, rowid DESC LIMIT ?",
                          (limit,))
+
+    def recent_logs(self, level: str | None = None, component: str | None = None,
+                    bug_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        where, params = rows.sql_where(
+            rows.log_conditions(level, component, bug_id, None, cursor="rowid"), "?", prefix="l.")
+        return self._all(
+            "SELECT l.rowid AS cursor, l.*, b.bug_number FROM error_logs AS l"
+            " LEFT JOIN bugs AS b ON b.id = l.related_bug_id"
+            f" WHERE {where} ORDER BY l.created_at DESC, l.rowid DESC LIMIT ?", [*params, limit])

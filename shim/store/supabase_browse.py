@@ -18,7 +18,7 @@ from typing import Any
 from postgrest import SyncSelectRequestBuilder
 from supabase import Client
 
-from shim.store import browse
+from shim.store import browse, rows
 from shim.store.browse import BugQuery
 from shim.store.rows import is_uuid
 
@@ -38,6 +38,9 @@ class SupabaseBrowse:
     client: Client
 
     def _rows(self, query: Callable[[], Query], limit: int | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError  # SupabaseStore's
+
+    def _bug_numbers(self, bug_ids: set[str]) -> dict[str, str]:
         raise NotImplementedError  # SupabaseStore's
 
     def search_bugs(self, query: BugQuery) -> list[dict[str, Any]]:
@@ -162,3 +165,19 @@ class SupabaseBrowse:
     def recent_check_ins(self, limit: int = 1000) -> list[dict[str, Any]]:
         return self._rows(lambda: self.client.table("check_ins").select("*")
                           .order("created_at", desc=True), limit)
+
+    def recent_logs(self, level: str | None = None, component: str | None = None,
+                    bug_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        if bug_id is not None and not is_uuid(bug_id):
+            return []
+        conditions = rows.log_conditions(level, component, bug_id, None, cursor="seq")
+
+        def query() -> Query:
+            q = self.client.table("error_logs").select("*")
+            for column, operator, value in conditions:
+                q = q.in_(column, value) if operator == "in" else q.eq(column, value)
+            return q.order("created_at", desc=True).order("seq", desc=True)
+
+        found = self._rows(query, limit)
+        numbers = self._bug_numbers({r["related_bug_id"] for r in found if r["related_bug_id"]})
+        return [rows.log_row(row, numbers.get(row["related_bug_id"])) for row in found]

@@ -25,6 +25,7 @@ from shim.web.site import Site, Visit, WebError
 STATUS_CHOICES: dict[str, tuple[str, ...]] = {
     "unresolved": UNRESOLVED, "all": (), **{s: (s,) for s in STATUSES}}
 SPARKS = {"24h": 24, "14d": 14}
+CHOICES_SECONDS = 60.0  # the filters' suggestions (components, environments...) are this old at most
 MAX_TEXT = 200
 _NUMBER = re.compile(r"(?:bug-?)?0*(\d{1,9})", re.IGNORECASE)
 _EVENT_ID = re.compile(r"[0-9a-fA-F-]{32,36}")
@@ -117,13 +118,13 @@ async def bugs(site: Site, visit: Visit) -> Response:
     else:
         keys, since = present.day_keys(visit.now, 14), visit.now - timedelta(days=14)
 
-    def read(store: Store) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]],
-                                    dict[str, list[str]]]:
+    def read(store: Store) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
         found = store.search_bugs(query)
-        hours = store.bug_hours([b["id"] for b in found], since.isoformat())
-        return found, hours, store.filter_values()
+        return found, store.bug_hours([b["id"] for b in found], since.isoformat())
 
-    found, hours, choices = await site.reads(read)
+    found, hours = await site.reads(read)
+    choices = await site.reads.kept("filter values", CHOICES_SECONDS,
+                                    lambda store: store.filter_values())
     for bug in found:
         counts = hours.get(bug["id"], {})
         values = present.series(counts if spark == "24h" else present.per_day(counts), keys)
@@ -231,12 +232,12 @@ async def logs(site: Site, visit: Visit) -> Response:
             if bug is None:
                 return None
             bug_id = bug["id"]
-        return store.list_logs(level=level, component=component, bug_id=bug_id, limit=limit)
+        return store.recent_logs(level=level, component=component, bug_id=bug_id, limit=limit)
 
     found = await site.reads(read)
     if found is None:
         raise WebError(404, f"no such bug: {number}")
-    return site.render(visit, "logs.html", logs=found[::-1], params=params, levels=LEVELS,
+    return site.render(visit, "logs.html", logs=found, params=params, levels=LEVELS,
                        tail=tail, with_=lambda **c: _with(params, **c))
 
 

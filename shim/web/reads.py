@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from starlette.concurrency import run_in_threadpool
 
@@ -33,10 +34,21 @@ class Reads:
         self._store: Store | None = None
         self._opening = threading.Lock()
         self._serial = threading.Lock() if self.url.startswith("sqlite://") else None
+        self._kept: dict[str, tuple[float, Any]] = {}
 
     async def __call__(self, read: Callable[[Store], T]) -> T:
         """``read(store)`` on a worker thread."""
         return await run_in_threadpool(self._run, read)
+
+    async def kept(self, name: str, seconds: float, read: Callable[[Store], T]) -> T:
+        """``read(store)``, read again at most every ``seconds`` (for slowly changing things the
+        pages show beside the data, like the filters' choices)."""
+        found = self._kept.get(name)
+        if found is not None and time.monotonic() - found[0] < seconds:
+            return cast(T, found[1])
+        value = await self(read)
+        self._kept[name] = (time.monotonic(), value)
+        return value
 
     def _run(self, read: Callable[[Store], T]) -> T:
         try:
