@@ -367,7 +367,13 @@ def test_resolving_goes_through_the_writer_and_the_backup_log(client: TestClient
     page = client.get(f"/bugs/{number}").text
     assert "by web" in page and "Reopen" in page
     assert f"/bugs/{number}" not in client.get("/").text  # left the unresolved list
-    for action, status in (("reopen", "open"), ("start", "in_progress"), ("close", "closed")):
+    send(client, {**EVENTS[0], "event_id": "c" * 32})  # it happens again: a regression
+    assert bug_rows(settings)[number]["status"] == "open"
+    assert "reopened automatically" in client.get(f"/bugs/{number}").text
+    regressions = client.get("/?regressions=1").text
+    assert re.findall(r'href="/bugs/(BUG-\d+)"', regressions) == [number] * 2  # number, title
+    for action, status in (("resolve", "resolved"), ("reopen", "open"), ("start", "in_progress"),
+                           ("close", "closed")):
         post_form(client, f"/bugs/{number}", {"csrf": csrf_of(client), "action": action})
         assert bug_rows(settings)[number]["status"] == status
     post_form(client, f"/bugs/{number}", {"csrf": csrf_of(client), "action": "assign",

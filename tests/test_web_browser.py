@@ -134,6 +134,8 @@ def test_triage_in_a_browser(server: LiveServer, browser: Any, shots: Path) -> N
     page.get_by_label("Admin token").fill(TOKEN)
     page.keyboard.press("Enter")  # the form is usable from the keyboard alone
     expect(page.get_by_role("heading", name="Bugs", exact=True)).to_be_visible()
+    page.keyboard.press("Tab")  # the first stop skips the navigation
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
 
     rows = page.locator("table.bugs tbody tr")
     expect(rows).to_have_count(3)
