@@ -31,6 +31,7 @@ class Reads:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
         self.related_logs = settings.related_logs
+        self.processes = settings.workers  # SQLite's page cache is split between them
         self._store: Store | None = None
         self._opening = threading.Lock()
         self._serial = threading.Lock() if self.url.startswith("sqlite://") else None
@@ -66,7 +67,8 @@ class Reads:
     def _open(self) -> Store:
         with self._opening:
             if self._store is None:
-                self._store = open_store(self.url, related_logs=self.related_logs)
+                self._store = open_store(self.url, related_logs=self.related_logs,
+                                         processes=self.processes)
             return self._store
 
     def close(self) -> None:
