@@ -112,6 +112,9 @@ def local_path(target: str | None, default: str = "/") -> str:
 
 
 class Site:
+    """One server process's web page: its routes, its read-side store handle, the sessions it
+    signs and the login attempts it counts."""
+
     def __init__(self, settings: Settings, keys: Keys) -> None:
         self.settings = settings
         self.keys = keys
@@ -122,8 +125,7 @@ class Site:
         self.logins = LoginLimiter(settings.login_attempts)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("shim.web", "templates"),
-            autoescape=True, trim_blocks=True,
-            lstrip_blocks=True)
+            autoescape=True, trim_blocks=True, lstrip_blocks=True)
         self.templates.globals.update(ago=present.ago, utc=present.utc_label)
         self.templates.filters["json"] = lambda v: orjson.dumps(
             v, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str).decode()
@@ -145,7 +147,7 @@ class Site:
     def routes(self) -> list[BaseRoute]:
         if not self.token:
             return []
-        from shim.web import actions, pages
+        from shim.web import actions, pages  # they import this module: here, not at the top
 
         def get(path: str, handler: Handler) -> Route:
             return Route(path, self.guarded(handler), methods=["GET", "HEAD"])
