@@ -48,6 +48,7 @@ from shim.metrics import CONTENT_TYPE, Metrics
 from shim.refusals import STATUSES as REFUSALS
 from shim.settings import Settings
 from shim.store import Store, StoreUnavailable
+from shim.web import Site
 
 log = logging.getLogger("shim")
 REFUSED_KEY = "shim.key"  # the scope's note of a key read from the envelope header
@@ -218,15 +219,16 @@ async def cron_endpoint(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """``GET /metrics``: Prometheus's text format, for a bearer of ``SHIM_METRICS_TOKEN``; 404
-    when no token is set (the route does not exist then)."""
+    """``GET /metrics``: Prometheus's text format, for a bearer of ``SHIM_METRICS_TOKEN`` or
+    ``SHIM_ADMIN_TOKEN``; 404 when neither is set (the route does not exist then)."""
     state = _state(request)
-    token = state.settings.metrics_token
-    if token is None or state.metrics is None:
+    tokens = state.settings.metrics_tokens
+    if not tokens or state.metrics is None:
         raise HTTPException(404)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                              token.encode()):
+    # Every token compared, in constant time each, whichever matches.
+    matches = [hmac.compare_digest(given.strip().encode(), t.encode()) for t in tokens]
+    if scheme.lower() != "bearer" or not any(matches):
         # Answered here, not through ``_error``: this is no scanner with a wrong DSN key.
         refused = Unauthorized("GET /metrics needs `Authorization: Bearer <SHIM_METRICS_TOKEN>`")
         return JSON(refused.body(), status_code=refused.status,
@@ -362,11 +364,15 @@ def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> Ed
     """The ASGI app. ``store`` defaults to the one ``settings.database_url`` names (see
     ``open_journal``)."""
 
+    site = Site(settings, keys)  # the web page at /: no routes without SHIM_ADMIN_TOKEN
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(settings, keys, store) as state:
             app.state.shim = edge.state = state
+            site.announce()
             yield
+            site.close()
 
     routes = [
         Route("/api/{project_id}/envelope/", envelope_endpoint, methods=["POST"]),
@@ -374,6 +380,7 @@ def create_app(settings: Settings, keys: Keys, store: Store | None = None) -> Ed
         Route("/api/{project_id}/cron/{slug}/{key}/", cron_endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *site.routes(),
     ]
     middleware = [Middleware(
         CORSMiddleware,

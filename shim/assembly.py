@@ -46,7 +46,7 @@ class State:
         self.keys = keys
         self.store_summary = journal.summary()
         # Counted only when someone can read them (SHIM_METRICS_TOKEN): else None, at no cost.
-        self.metrics = Metrics() if settings.metrics_token else None
+        self.metrics = Metrics() if settings.metrics_tokens else None
         self.writer = Writer(journal, on_commit=self.metrics.observe_commit
                              if self.metrics is not None else None)
         self.exporter = Exporter(settings, lambda: self.writer.bugs_changed)

@@ -239,8 +239,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Days backup day files are kept once the store has applied them; `shim restore` can "
             "then rebuild only what the kept days hold; 0: keep them all."),
     Setting("SHIM_METRICS_TOKEN", "metrics_token", _secret_text, None,
-            "Bearer token that `GET /metrics` (Prometheus's text format) requires; unset: no "
-            "/metrics (404).", secret=True),
+            "Bearer token that `GET /metrics` (Prometheus's text format) requires (the "
+            "`SHIM_ADMIN_TOKEN` is accepted too); neither set: no /metrics (404).", secret=True),
     Setting("SHIM_FORWARD_DSN", "forward_dsn", parse_targets, None,
             "Also send what is stored to this upstream Sentry DSN (while moving to it), or "
             "`project_id=DSN` pairs, comma-separated, for several projects; unset: no forwarding.",
@@ -264,6 +264,16 @@ SETTINGS: tuple[Setting, ...] = (
             "Key of the HMAC-SHA256 of each webhook alert's body, sent in `X-Shim-Signature: "
             "sha256=<hex>` (at least 16 characters); unset: webhooks are not signed.",
             secret=True),
+    Setting("SHIM_ADMIN_TOKEN", "admin_token", _secret_text, None,
+            "Turns the web page on at `/`: the password of its login form, also accepted as "
+            "`Authorization: Bearer <token>`; at least 16 characters; unset: the page is off.", secret=True),
+    Setting("SHIM_SESSION_KEY", "session_key", _secret_text, None,
+            "Key that signs the web page's session cookies; default: derived from "
+            "`SHIM_ADMIN_TOKEN` (so changing the token logs everyone out).", secret=True),
+    Setting("SHIM_SESSION_HOURS", "session_hours", _positive_float, "12",
+            "Hours a web page login lasts."),
+    Setting("SHIM_LOGIN_ATTEMPTS", "login_attempts", _positive_int, "10",
+            "Failed web page logins allowed per client address in 15 minutes; then 429."),
 )
 
 
@@ -300,6 +310,10 @@ class Settings:
     forward_max_age: float
     notify: tuple[Channel, ...]
     webhook_secret: str | None = field(repr=False)
+    admin_token: str | None = field(repr=False)
+    session_key: str | None = field(repr=False)
+    session_hours: float
+    login_attempts: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -329,6 +343,11 @@ class Settings:
     def backup_dir(self) -> Path:
         """Where the backup log (``logs/``) and the bugs snapshot live."""
         return self.data_dir / "bugs"
+
+    @property
+    def metrics_tokens(self) -> tuple[str, ...]:
+        """The bearer tokens ``GET /metrics`` accepts; none: no metrics at all."""
+        return tuple(t for t in (self.metrics_token, self.admin_token) if t)
 
     def forwards_to_itself(self) -> Upstream | None:
         """The forward DSN that names this server (same port, a loopback or its own host), which

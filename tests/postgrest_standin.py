@@ -251,10 +251,40 @@ class Standin:
                 " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                 (f"public.{table}",)).fetchall())
 
-            def column(name: str) -> sql.Identifier:
-                if name not in types:
+            def column(name: str) -> sql.Composable:
+                """A column, or ``col->>field`` (a JSON field as text)."""
+                base, arrow, field = name.partition("->>")
+                if base not in types or (arrow and not _NAME.match(field)):
                     raise ApiError(400, "42703", f"column {table}.{name} does not exist")
+                if arrow:
+                    return sql.SQL("({} ->> {})").format(sql.Identifier(base), sql.Literal(field))
                 return sql.Identifier(name)
+
+            def selected(item: str) -> sql.Composable:
+                """``col``, ``col->>field`` (named ``field``) or ``alias:expression``."""
+                alias, _, expression = item.rpartition(":")
+                alias = alias or expression.rpartition("->>")[2]
+                return sql.SQL("{} AS {}").format(column(expression), sql.Identifier(alias))
+
+            def condition(key: str, value: str) -> sql.Composable:
+                negate = value.startswith("not.")
+                operator, _, operand = value.removeprefix("not.").partition(".")
+                cast = sql.SQL(types.get(key, "text"))
+                if operator in OPERATORS:
+                    found = sql.SQL("{} {} %s::{}").format(
+                        column(key), sql.SQL(OPERATORS[operator]), cast)
+                    params.append(operand)
+                elif operator in ("like", "ilike"):  # PostgREST's * is SQL's %
+                    found = sql.SQL("{} {} %s").format(column(key), sql.SQL(operator.upper()))
+                    params.append(operand.replace("*", "%"))
+                elif operator == "in":
+                    found = sql.SQL("{} = ANY(%s::{}[])").format(column(key), cast)
+                    params.append(_in_list(operand))
+                elif operator == "is" and operand in ("null", "true", "false"):
+                    found = sql.SQL("{} IS {}").format(column(key), sql.SQL(operand.upper()))
+                else:
+                    raise ApiError(400, "PGRST100", f"unknown operator ({value})")
+                return sql.SQL("NOT ({})").format(found) if negate else found
 
             columns: sql.Composable = sql.SQL("*")
             where: list[sql.Composable] = []
@@ -265,7 +295,7 @@ class Standin:
             for key, value in query:
                 if key == "select":
                     if value != "*":
-                        columns = sql.SQL(", ").join(column(c) for c in value.split(","))
+                        columns = sql.SQL(", ").join(selected(c) for c in value.split(","))
                 elif key == "order":
                     for term in value.split(","):
                         name, *rest = term.split(".")
@@ -280,21 +310,11 @@ class Standin:
                         limit = int(value)
                     else:
                         offset = int(value)
+                elif key == "or":  # or=(col.op.value,...): flat lists only
+                    alternatives = [condition(*term.split(".", 1)) for term in _in_list(value)]
+                    where.append(sql.SQL("({})").format(sql.SQL(" OR ").join(alternatives)))
                 else:
-                    operator, _, operand = value.partition(".")
-                    cast = sql.SQL(types.get(key, "text"))
-                    if operator in OPERATORS:
-                        where.append(sql.SQL("{} {} %s::{}").format(
-                            column(key), sql.SQL(OPERATORS[operator]), cast))
-                        params.append(operand)
-                    elif operator == "in":
-                        where.append(sql.SQL("{} = ANY(%s::{}[])").format(column(key), cast))
-                        params.append(_in_list(operand))
-                    elif operator == "is" and operand in ("null", "true", "false"):
-                        where.append(sql.SQL("{} IS {}").format(column(key),
-                                                               sql.SQL(operand.upper())))
-                    else:
-                        raise ApiError(400, "PGRST100", f"unknown operator ({value})")
+                    where.append(condition(key, value))
             condition = sql.SQL(" AND ").join(where) if where else sql.SQL("true")
             inner = sql.SQL("SELECT {} FROM {} WHERE {}").format(
                 columns, sql.Identifier("public", table), condition)

@@ -170,7 +170,10 @@ def test_bug_shows_every_field_the_stack_trace_and_recent_logs(live_server: Live
         r["event_id"] for r in live_server.error_logs("error_type = 'ValueError'")}
     assert shim_json(live_server, "bug", "2")["title"] == DISK_BUG[1]
 
-    assert shim(live_server, "bug", "BUG-00099", code=1).strip() == "shim: no bug BUG-00099"
+    assert shim(live_server, "bug", "BUG-00099", code=1).strip() == "shim: no such bug: BUG-00099"
+    assert "shim: no such bug: BUG-00099" in shim(live_server, "logs", "--bug", "99", code=1)
+    message_bug = shim(live_server, "bug", DISK_BUG[0])  # a message: no empty error line
+    assert "Bug:" in message_bug and "Error:" not in message_bug
     assert "is not a bug number" in shim(live_server, "bug", "nonsense", code=1)
 
 
@@ -251,7 +254,7 @@ def test_logs_filters_by_level_component_and_bug(live_server: LiveServer) -> Non
         "BUG-00001"}
     assert len(messages("--bug", "1")) == 3
     assert len(messages("--limit", "2")) == 2
-    assert "no bug BUG-00009" in shim(live_server, "logs", "--bug", "9", code=1)
+    assert "no such bug: BUG-00009" in shim(live_server, "logs", "--bug", "9", code=1)
 
 
 def test_logs_tail_prints_new_events_as_they_arrive(live_server: LiveServer) -> None:
@@ -376,6 +379,8 @@ def test_export_to_a_file_and_to_standard_output(live_server: LiveServer, tmp_pa
     both = shim(live_server, "export").splitlines()
     snapshot = live_server.data_dir / "bugs"
     assert both == [f"wrote {snapshot / 'bugs.csv'}", f"wrote {snapshot / 'bugs.json'}"]
+    assert shim_json(live_server, "export") == {
+        "wrote": [str(snapshot / "bugs.csv"), str(snapshot / "bugs.json")]}
     assert (snapshot / "bugs.csv").read_bytes() == out.read_bytes()
 
 
@@ -384,3 +389,6 @@ def test_dsn_prints_what_the_sdk_needs(live_server: LiveServer) -> None:
     printed = run_shim(live_server, "dsn", env={"SHIM_PORT": port})
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout.strip() == f"DSN: {live_server.dsn}"
+    as_json = run_shim(live_server, "dsn", "--json", env={"SHIM_PORT": port})
+    assert json.loads(as_json.stdout) == [
+        {"dsn": live_server.dsn, "project": None, "expires_at": None, "expired": False}]

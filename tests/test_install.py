@@ -119,7 +119,8 @@ def test_readme_install_and_serve_command_works_in_a_fresh_venv(tmp_path: Path) 
             assert Version(version) == locked[_canonical(name)], name
 
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "SHIM_PORT": str(port), "SHIM_PUBLIC_KEYS": PUBLIC_KEY}
+    env = {"PATH": "/usr/bin:/bin", "SHIM_PORT": str(port), "SHIM_PUBLIC_KEYS": PUBLIC_KEY,
+           "SHIM_ADMIN_TOKEN": "install-test-admin-token-0123"}
     with (tmp_path / "serve.log").open("wb") as log:
         server = subprocess.Popen([python, *serve.split()[1:]], cwd=checkout, env=env,
                                   stdout=log, stderr=subprocess.STDOUT)
@@ -140,6 +141,11 @@ def test_readme_install_and_serve_command_works_in_a_fresh_venv(tmp_path: Path) 
             sentry_sdk.capture_message("installed from the README", level="fatal")
         """), f"http://{PUBLIC_KEY}@127.0.0.1:{port}/1", python=sdk_python("3"))
         assert result.returncode == 0, result.stderr
+        # The web page's templates and stylesheet were installed with the package.
+        with urllib.request.urlopen(f"{url}/login", timeout=5) as page:
+            assert b'name="token"' in page.read()
+        with urllib.request.urlopen(f"{url}/static/shim.css", timeout=5) as css:
+            assert css.headers["content-type"].startswith("text/css")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=15)

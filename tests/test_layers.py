@@ -16,7 +16,7 @@ SHIM = ROOT / "shim"
 # The core's parsing libraries: JSON, compression and the scrubber's one-pass matcher.
 CORE_LIBRARIES = {"orjson", "msgspec", "brotli", "zstandard", "isal", "re2"}
 BACKENDS = ("shim.store.sqlite", "shim.store.postgres", "shim.store.supabase")
-EDGES = ("shim.app", "shim.assembly", "shim.cli")
+EDGES = ("shim.app", "shim.assembly", "shim.cli", "shim.web")
 
 
 def module_name(path: Path) -> str:
@@ -55,7 +55,8 @@ def under(name: str, *packages: str) -> bool:
 def test_the_rules_see_every_package() -> None:
     names = set(MODULES)
     for package in ("shim.core", "shim.writer", "shim.store", "shim.cli", "shim.app",
-                    "shim.assembly", "shim.alerts", "shim.monitors"):
+                    "shim.assembly", "shim.alerts", "shim.monitors",
+                    "shim.web"):
         assert any(under(n, package) for n in names), package
     assert imports_of(SHIM / "app.py") >= {"starlette.applications", "shim.assembly"}
 
@@ -112,6 +113,18 @@ def test_alerts_and_monitors_import_only_the_core_and_their_libraries(module: st
         allowed = (under(imported, package, "shim.core") or imported == "shim"
                    or top in sys.stdlib_module_names or top in FEATURE_LIBRARIES[package])
         assert allowed, f"{module} imports {imported}"
+
+
+@pytest.mark.parametrize("module", sorted(n for n in MODULES if under(n, "shim.web")))
+def test_the_web_page_reads_the_store_and_changes_bugs_only_through_the_app(module: str) -> None:
+    """The web page may use the core, the store (its protocol and reads), the settings and its own
+    modules; state changes reach the writer the app hands it, never one it builds or imports."""
+    for imported in MODULES[module]:
+        if not imported.startswith("shim"):
+            continue
+        assert under(imported, "shim.core", "shim.store", "shim.settings", "shim.web"), (
+            f"{module} imports {imported}")
+        assert not under(imported, *BACKENDS), f"{module} imports the backend {imported}"
 
 
 def test_only_the_app_assembles_a_server() -> None:

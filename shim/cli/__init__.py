@@ -114,7 +114,7 @@ def tune_gc() -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port,
                                 workers=args.workers or settings.workers)
-    if settings.metrics_token is not None:
+    if settings.metrics_tokens:
         # Every process of this server counts in files here (prometheus_client's multiprocess
         # mode, chosen when it is first imported: so before the app is), from zero at each start.
         counted = settings.data_dir / "metrics"
@@ -186,7 +186,17 @@ def worker_app() -> Edge:
 
 
 def cmd_dsn(settings: Settings, args: argparse.Namespace) -> int:
-    print_dsns(settings, resolve_keys(settings, announce=True))
+    keys = resolve_keys(settings, announce=True)
+    if not args.json:
+        print_dsns(settings, keys)
+        return 0
+    now = keys.now()
+    print(orjson.dumps([{
+        "dsn": dsn(entry.key, base_url(settings), entry.project or "1"),
+        "project": entry.project,
+        "expires_at": utc_text(entry.expires_at) if entry.expires_at else None,
+        "expired": entry.expired(now),
+    } for entry in keys.entries], option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
@@ -228,7 +238,10 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
                          Path(args.out) if args.out else None)
     finally:
         store.close()
-    if not args.background:
+    if args.json:
+        print(orjson.dumps({"wrote": [str(path) for path in written]},
+                           option=orjson.OPT_INDENT_2).decode())
+    elif not args.background:
         for path in written:
             print(f"wrote {path}")
     return 0
@@ -362,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default SHIM_PORT or 8000)")
     serve.add_argument("--workers", type=int, choices=range(1, 65), metavar="N",
                        help="server processes sharing the port (default SHIM_WORKERS or 1)")
-    add("dsn", "print the DSN(s) to paste into sentry_sdk.init", cmd_dsn)
+    _json_flag(add("dsn", "print the DSN(s) to paste into sentry_sdk.init", cmd_dsn))
 
     bugs = add("bugs", "list bugs, most recently seen first", cmd_bugs)
     bugs.add_argument("--status", choices=STATUSES)
@@ -411,6 +424,7 @@ def parser() -> argparse.ArgumentParser:
     export_cmd.add_argument("--format", choices=("csv", "json"))
     export_cmd.add_argument("--out", help="file to write (- for standard output)")
     export_cmd.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+    _json_flag(export_cmd)
 
     restore_cmd = add("restore", "rebuild a database from the backup log", cmd_restore)
     restore_cmd.add_argument("--from", dest="source",

@@ -89,7 +89,7 @@ def cmd_bug(settings: Settings, args: argparse.Namespace) -> int:
     try:
         bug = store.get_bug(number)
         if bug is None:
-            raise CommandError(f"no bug {number}")
+            raise CommandError(f"no such bug: {number}")
         logs = store.list_logs(bug_id=bug["id"], limit=args.logs)
         history = store.status_history(bug["id"])
     finally:
@@ -112,6 +112,8 @@ def cmd_bug(settings: Settings, args: argparse.Namespace) -> int:
         ("Fingerprint", f"{bug['fingerprint']} (grouping v{bug['grouping_version']})"),
         ("Id", bug["id"]),
     ]
+    if not (bug.get("error_type") or bug.get("error_message")):  # a message, not an exception
+        fields = [field for field in fields if field[0] != "Error"]
     for name, value in fields:
         print(f"{name + ':':<13}{value}")
     if bug.get("description"):
@@ -198,7 +200,7 @@ def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
         if args.bug:
             bug = store.get_bug(bug_number(args.bug))
             if bug is None:
-                raise CommandError(f"no bug {bug_number(args.bug)}")
+                raise CommandError(f"no such bug: {bug_number(args.bug)}")
             bug_id = bug["id"]
         query = {"level": args.level, "component": args.component, "bug_id": bug_id}
         logs = store.list_logs(**query, limit=args.limit)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from shim.core.records import Batch, Stored
+from shim.store.browse import BugQuery
 from shim.writer.held import Held
 
 
@@ -82,6 +83,49 @@ class Store(Protocol):
         ...
 
     def stats(self, hour_ago: str, day_ago: str) -> dict[str, Any]: ...
+
+    # Reads for the web page (shim/store/browse.py; each backend's *_browse module).
+    def search_bugs(self, query: BugQuery) -> list[dict[str, Any]]:
+        """One page of bugs as ``query`` says (filters, order, keyset cursor)."""
+        ...
+
+    def bug_event(self, bug_id: str, go: str = "latest",
+                  event_id: str | None = None) -> dict[str, Any] | None:
+        """One of the bug's events, whole (context decoded): the ``first`` or ``latest``, the
+        one before (``prev``) or after (``next``) ``event_id`` in event time order, or ``this``
+        one; with ``is_first`` and ``is_latest`` set. None when there is none."""
+        ...
+
+    def bug_hours(self, bug_ids: Sequence[str], since: str) -> dict[str, dict[str, int]]:
+        """Per bug id, its events per hour (``2026-11-28T13``, UTC) since ``since``."""
+        ...
+
+    def level_hours(self, since: str) -> dict[str, dict[str, int]]:
+        """Per level, events (error_logs rows) per hour since ``since``."""
+        ...
+
+    def new_bugs_per_day(self, since: str) -> dict[str, int]:
+        """Bugs first seen per day (``2026-11-28``) since ``since``."""
+        ...
+
+    def top_components(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The components with the most events since ``since``: ``component``, ``count``."""
+        ...
+
+    def filter_values(self) -> dict[str, list[str]]:
+        """The choices of the bug list's filters: components and workspaces of bugs,
+        environments and releases of the latest events (``browse.RECENT_LOGS``)."""
+        ...
+
+    def recent_check_ins(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The latest check-ins, newest first."""
+        ...
+
+    def recent_logs(self, level: str | None = None, component: str | None = None,
+                    bug_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """``list_logs``'s rows and filters, the latest by event time first (each filter walks
+        an index in that order, where ``list_logs``'s arrival order would sort them all)."""
+        ...
 
 
 def iter_bugs(store: Store, page: int = 1000) -> Iterator[dict[str, Any]]:

@@ -26,6 +26,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from shim.core.records import Batch, Stored
 from shim.store import StoreUnavailable, rows
 from shim.store import migrate as schema
+from shim.store.postgres_browse import PostgresBrowse
 from shim.store.rows import ingest_payload, is_uuid, stored_from
 from shim.writer.held import Held
 
@@ -42,7 +43,7 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-class PostgresStore:
+class PostgresStore(PostgresBrowse):  # the web page's reads: postgres_browse
     overlaps_commits = True  # a commit waits on the database server (shim/writer/group.py)
 
     def __init__(self, url: str, related_logs: int = 20, pool_size: int = 4,

@@ -23,7 +23,7 @@ from shim.core.records import Batch, ErrorLog, StatusChange, Stored
 from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
 from shim.store.rows import bug_id_for
-from shim.store.sqlite_reads import SQLiteReads
+from shim.store.sqlite_browse import SQLiteBrowse
 from shim.store.sqlite_retention import SQLiteRetention
 from shim.writer.held import Held
 
@@ -67,7 +67,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
-class SQLiteStore(SQLiteReads, SQLiteRetention):
+class SQLiteStore(SQLiteBrowse, SQLiteRetention):  # reads: sqlite_reads, sqlite_browse
     overlaps_commits = False  # it commits in this process, mostly holding the GIL (shim/writer/group.py)
 
     def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0,

@@ -28,6 +28,7 @@ from shim.core.records import Batch, Stored
 from shim.store import StoreUnavailable, rows
 from shim.store import migrate as schema
 from shim.store.rows import ingest_payload, is_uuid, stored_from
+from shim.store.supabase_browse import SupabaseBrowse
 from shim.writer.held import Held
 
 log = logging.getLogger("shim.store")
@@ -65,7 +66,7 @@ def _filtered(query: Query, conditions: Sequence[rows.Condition]) -> Query:
     return query
 
 
-class SupabaseStore:
+class SupabaseStore(SupabaseBrowse):  # the web page's reads: supabase_browse
     overlaps_commits = True  # a commit waits on the database server (shim/writer/group.py)
 
     def __init__(self, url: str, key: str, related_logs: int = 20, timeout: float = 30.0) -> None:
