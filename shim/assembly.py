@@ -104,9 +104,10 @@ async def _keep_gauges(state: State) -> None:
         await asyncio.sleep(GAUGE_EVERY)
 
 
-async def _keep_pruning(settings: Settings) -> None:
+async def _keep_pruning(state: State) -> None:
     """Retention, hourly, by whichever process of the server (or of the servers sharing the
     store) holds the lease."""
+    settings = state.settings
     holder = f"{socket.gethostname()}:{os.getpid()}"
     await asyncio.sleep(retention.FIRST_RUN)
     while True:
@@ -118,6 +119,9 @@ async def _keep_pruning(settings: Settings) -> None:
                 BackupLog(settings.backup_dir / "logs"), settings.backup_retention_days or None)
             if done is not None:
                 log.info("retention: %s", done)
+                if state.metrics is not None:
+                    state.metrics.retention_deleted.labels("error_logs").inc(done.error_logs)
+                    state.metrics.retention_deleted.labels("check_ins").inc(done.check_ins)
         except Exception as exc:  # the store down, say: the next hour tries again
             log.warning("retention could not run (%s: %s); trying again in an hour",
                         type(exc).__name__, exc)
@@ -147,7 +151,7 @@ async def running(settings: Settings, keys: Keys, store: Store | None = None
     if state.metrics is not None:
         tasks.append(asyncio.create_task(_keep_gauges(state)))
     if settings.retention_days or settings.backup_retention_days:
-        tasks.append(asyncio.create_task(_keep_pruning(settings)))
+        tasks.append(asyncio.create_task(_keep_pruning(state)))
     try:
         yield state
     finally:

@@ -73,6 +73,8 @@ class Metrics:
             "shim_forwarded_total",
             "Envelopes forwarded to the upstream Sentry, by result (sent, or the reason dropped).",
             ("result",))
+        self.retention_deleted = counter(
+            "shim_retention_deleted_total", "Rows deleted by retention, by table.", ("table",))
         self.request_seconds = Histogram(
             "shim_request_duration_seconds",
             "Time to answer an envelope or store request, from its first byte read.",

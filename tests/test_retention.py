@@ -29,6 +29,7 @@ from conftest import (
     script,
     start_server,
 )
+from test_metrics import scrape
 from test_store_contract import at, batch, event, make_store, postgres_url, status, store_url  # noqa: F401
 
 from shim.core.records import Batch, CheckIn
@@ -37,6 +38,7 @@ from shim.writer.log import BackupLog
 from shim.writer.retention import prune
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
 
 def ago(days: float) -> datetime:
@@ -241,7 +243,8 @@ def test_a_prune_under_load_loses_and_blocks_nothing(tmp_path: Path) -> None:
 def test_the_server_prunes_by_itself_once_across_workers(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _fill_old(data, 1200)
-    with start_server(data, tmp_path / "server.log", {"SHIM_RETENTION_DAYS": "90"},
+    with start_server(data, tmp_path / "server.log", {"SHIM_RETENTION_DAYS": "90",
+                                                       "SHIM_METRICS_TOKEN": METRICS_TOKEN},
                       args=["--workers", "2"]) as server:
         deadline = time.monotonic() + 30
         while server.query("SELECT count(*) AS n FROM error_logs")[0]["n"]:
@@ -251,6 +254,8 @@ def test_the_server_prunes_by_itself_once_across_workers(tmp_path: Path) -> None
         runs = [line for line in server.log().splitlines() if "retention: deleted" in line]
         assert len(runs) == 1, server.log()
         assert "deleted 1200 error_logs rows" in runs[0]
+        samples = scrape(server, METRICS_TOKEN)
+        assert samples[("shim_retention_deleted_total", (("table", "error_logs"),))] == 1200
     leases = json.loads((data / "shim.db.leases").read_text())
     assert list(leases) == ["retention"] and leases["retention"][1] > time.time() + 3000
 
