@@ -9,6 +9,10 @@ limits off, and driven by the same load as ``python -m bench``.
     git worktree add /tmp/base HEAD~1
     python -m bench.ab --corpus /tmp/shim-bench-corpus-20000-1 /tmp/base .
     python -m bench.ab --corpus DIR --runs 6 --seconds 10 --database-url postgresql://... A B
+    python -m bench.ab --corpus DIR . . --setting 2:SHIM_METRICS_TOKEN=0123456789abcdef01
+
+``--setting N:NAME=VALUE`` gives the Nth tree named (from 1) a setting of its own, so one tree can
+be compared with itself with a feature on (the same tree named twice).
 
 For each tree: median req/s, median CPU us/req (all its processes), the server process's share and
 the journal process's (children: the journal process, workers), and every run, so a reader can
@@ -51,7 +55,7 @@ class Sample:
 
 
 def run_once(tree: Path, args: argparse.Namespace, corpus: tuple[dict[str, Any], list[Body]],
-             work: Path, number: int) -> Sample:
+             work: Path, number: int, settings: dict[str, str] | None = None) -> Sample:
     index, bodies = corpus
     data_dir = work / f"data-{number:03d}"
     database_url = args.database_url or f"sqlite:///{data_dir / 'shim.db'}"
@@ -61,7 +65,8 @@ def run_once(tree: Path, args: argparse.Namespace, corpus: tuple[dict[str, Any],
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(tree),
            "SHIM_DATA_DIR": str(data_dir), "SHIM_DATABASE_URL": database_url,
            "SHIM_PUBLIC_KEYS": f"{index['key']}:{index['project']}",
-           "SHIM_RATE_LIMIT_PER_KEY": "0", "SHIM_RATE_LIMIT": "0", "SHIM_LOG_LEVEL": "warning"}
+           "SHIM_RATE_LIMIT_PER_KEY": "0", "SHIM_RATE_LIMIT": "0", "SHIM_LOG_LEVEL": "warning",
+           **(settings or {})}
     argv = [sys.executable, "-m", "shim", "serve", "--port", str(port)]
     log = work / f"{number:03d}.log"
     with server(argv, env, log, cwd=tree) as process:  # (it imports shim from the tree)
@@ -92,25 +97,35 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--encoding", default="gzip", choices=("identity", "gzip", "br"))
     parser.add_argument("--database-url", help="a postgresql:// store to use (emptied per run)")
+    parser.add_argument("--setting", action="append", default=[], metavar="N:NAME=VALUE",
+                        help="a SHIM_* setting for the Nth tree only (repeatable)")
     args = parser.parse_args()
     trees = [t.resolve() for t in args.trees]
-    samples: dict[Path, list[Sample]] = {t: [] for t in trees}
+    settings: list[dict[str, str]] = [{} for _ in trees]
+    for given in args.setting:
+        number, _, assignment = given.partition(":")
+        name, _, value = assignment.partition("=")
+        settings[int(number) - 1][name] = value
+    labels = [f"{t}" + "".join(f" {k}={v[:12]}" for k, v in s.items())
+              for t, s in zip(trees, settings, strict=True)]
+    samples: dict[int, list[Sample]] = {i: [] for i in range(len(trees))}
     corpus = read_corpus(args.corpus, args.encoding)  # once: the gzip corpus is ~100 MB
     with tempfile.TemporaryDirectory(prefix="shim-ab-") as tmp:
         number = 0
         for run in range(args.runs):
-            for tree in trees if run % 2 == 0 else reversed(trees):
+            order = range(len(trees)) if run % 2 == 0 else reversed(range(len(trees)))
+            for i in order:
                 number += 1
-                sample = run_once(tree, args, corpus, Path(tmp), number)
-                samples[tree].append(sample)
-                print(f"run {run + 1} {tree}: {sample.requests_per_s:.0f} req/s, "
+                sample = run_once(trees[i], args, corpus, Path(tmp), number, settings[i])
+                samples[i].append(sample)
+                print(f"run {run + 1} {labels[i]}: {sample.requests_per_s:.0f} req/s, "
                       f"{sample.cpu_us:.0f} us CPU/req (server {sample.own_us:.0f}, children "
                       f"{sample.children_us:.0f}){'' if sample.stored_ok else ' NOT ALL STORED'}",
                       file=sys.stderr)
-    base = statistics.median(s.cpu_us for s in samples[trees[0]])
-    for tree, runs in samples.items():
+    base = statistics.median(s.cpu_us for s in samples[0])
+    for i, runs in samples.items():
         cpu = statistics.median(s.cpu_us for s in runs)
-        print(f"{tree!s:<40} {statistics.median(s.requests_per_s for s in runs):>6.0f} req/s "
+        print(f"{labels[i]:<40} {statistics.median(s.requests_per_s for s in runs):>6.0f} req/s "
               f"{cpu:>6.0f} us CPU/req (server {statistics.median(s.own_us for s in runs):.0f}, "
               f"children {statistics.median(s.children_us for s in runs):.0f}) "
               f"x{cpu / base:.3f} of the first; runs: "
