@@ -84,8 +84,10 @@ class SQLiteStore(SQLiteBrowse, SQLiteRetention):  # reads: sqlite_reads, sqlite
         self.busy_timeout_ms = int(busy_timeout * 1000)
         self.db.row_factory = sqlite3.Row
         # Freed pages can go back to the file system after a prune (shim/store/sqlite_retention.py).
-        # Takes effect only on a new, empty database; an older one is converted by `shim migrate`.
-        self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        # Set on a new, empty file only (on an existing one it would wait for the write lock, and
+        # change nothing before a VACUUM): an older database is converted by `shim migrate`.
+        if self.db.execute("PRAGMA page_count").fetchone()[0] == 0:
+            self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._wal(busy_timeout)
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
