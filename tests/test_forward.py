@@ -150,16 +150,17 @@ def test_rate_limits_hold_back_their_categories_only() -> None:
 def test_the_queue_survives_a_restart_and_drops_the_oldest_past_its_limits(tmp_path: Path
                                                                          ) -> None:
     now = [1000.0]
-    spool = Spool(tmp_path, max_bytes=250, max_age=60, clock=lambda: now[0])
+    spool = Spool(tmp_path, max_bytes=400, max_age=60, clock=lambda: now[0])
     for _ in range(3):
         spool.put(b"x" * 100, "1", frozenset({"error"}))
         now[0] += 1
-    assert spool.pending == 2 and spool.dropped == {"queue_full": 1}  # 300 > 250 bytes
+    assert spool.pending == 2 and spool.dropped == {"queue_full": 1}  # 3 records > 400 bytes
+    assert 200 < spool.pending_bytes <= 400
     first = next(spool.entries())
     spool.remove(first)
     spool.close()
 
-    again = Spool(tmp_path, max_bytes=250, max_age=60, clock=lambda: now[0])
+    again = Spool(tmp_path, max_bytes=400, max_age=60, clock=lambda: now[0])
     assert again.pending == 1 and again.sent == 1 and again.dropped == {"queue_full": 1}
     [entry] = again.entries()
     assert again.read(entry) == b"x" * 100 and entry.categories == {"error"}
@@ -169,6 +170,28 @@ def test_the_queue_survives_a_restart_and_drops_the_oldest_past_its_limits(tmp_p
     assert queue_summary(tmp_path) == {"pending": 0, "pending_bytes": 0, "sent": 1,
                                        "dropped": {"queue_full": 1, "too_old": 1},
                                        "last_error": None}
+
+
+def test_what_was_sent_is_not_sent_again_and_a_torn_record_is_left_out(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_age=3600)
+    for n in range(5):
+        spool.put(b"envelope %d" % n, "1", frozenset({"error"}))
+    sent = list(spool.entries())[:2]
+    for entry in sent:
+        spool.remove(entry)
+    segment = spool.directory / sent[0].segment
+    spool.close()
+    with open(segment, "ab") as f:  # a crash in the middle of queuing a sixth
+        f.write(b'{"t": 1, "p": "1", "c": ["error"], "n": 50}\nhalf an env')
+    again = Spool(tmp_path, max_bytes=1 << 20, max_age=3600)
+    assert [again.read(e) for e in again.entries()] == [b"envelope 2", b"envelope 3",
+                                                         b"envelope 4"]
+    for entry in list(again.entries()):
+        again.remove(entry)
+    again.put(b"next", "1", frozenset({"monitor"}))  # a new segment; the old one is done
+    assert not segment.exists()
+    assert (again.directory / "done.log").read_bytes().count(b"\n") == 0  # compacted
+    again.close()
 
 
 def test_each_process_claims_a_slot_and_orphans_are_taken_over(tmp_path: Path) -> None:

@@ -61,6 +61,10 @@ class Forwarder:
         self.backoff_until = 0.0
         self._failures = 0
         self._wake = asyncio.Event()
+        # What the sender waits for: "offer" (the queue is empty), "limit" (all that is queued is
+        # held back by the upstream's rate limits) or "backoff" (the upstream failed). An offer
+        # wakes it only when it could go now: not for every request during an outage.
+        self._waiting_for = "offer"
         self._task: asyncio.Task[None] | None = None
         self._client = httpx.AsyncClient(timeout=_TIMEOUT, transport=transport,
                                          headers={"User-Agent": _AGENT})
@@ -112,7 +116,11 @@ class Forwarder:
             self.spool.last_error = f"could not queue an envelope: {exc}"
             log.warning("forward: %s", self.spool.last_error)
             return
-        self._wake.set()
+        waiting = self._waiting_for
+        if waiting == "offer" or (waiting == "limit"
+                                  and self.limits.wait(categories, self._clock()) <= 0):
+            self._waiting_for = "sending"
+            self._wake.set()
 
     # The sender.
 
@@ -130,7 +138,10 @@ class Forwarder:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            self._waiting_for = "sending"
             delay = await self.send_due()
+            self._waiting_for = ("offer" if delay is None else
+                                 "backoff" if self.backoff_until > self._clock() else "limit")
             self._save_state()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -150,15 +161,20 @@ class Forwarder:
     def _next_due(self, now: float) -> tuple[Entry | None, float | None]:
         """The oldest entry none of whose categories is held back, else how long until one is."""
         soonest: float | None = None
+        due: Entry | None = None
+        orphans = []
         for entry in self.spool.entries():
             if self.targets.of(entry.project_id) is None:
-                self.spool.remove(entry, dropped="no_upstream")  # the setting changed
+                orphans.append(entry)  # its project has no upstream since the setting changed
                 continue
             wait = self.limits.wait(entry.categories, now)
             if wait <= 0:
-                return entry, None
+                due = entry
+                break
             soonest = wait if soonest is None else min(soonest, wait)
-        return None, soonest
+        for entry in orphans:
+            self.spool.remove(entry, dropped="no_upstream")
+        return (due, None) if due is not None else (None, soonest)
 
     async def _send(self, entry: Entry) -> None:
         upstream = self.targets.of(entry.project_id)
