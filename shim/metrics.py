@@ -94,6 +94,10 @@ class Metrics:
         self.store_lag = Gauge(
             "shim_store_lag_bytes", "Bytes of the backup log the store has not applied yet.",
             registry=registry, multiprocess_mode="max")
+        self._by_status: dict[int, Counter] = {}
+        self._by_type: dict[str, Counter] = {}
+        self._by_level: dict[str, Counter] = {}
+        self._by_check_in: dict[str, Counter] = {}
         self.forward_queue = Gauge(
             "shim_forward_queue_envelopes", "Envelopes waiting to be forwarded upstream.",
             registry=registry, multiprocess_mode="livesum")
@@ -101,23 +105,26 @@ class Metrics:
     # What the routes count.
 
     def answered(self, status: int) -> None:
-        result = "accepted" if status < 400 else "rejected"
-        self.envelopes.labels(result, str(status)).inc()
+        child = self._by_status.get(status)
+        if child is None:  # a labelled child is looked up once (labels() costs microseconds)
+            result = "accepted" if status < 400 else "rejected"
+            child = self._by_status[status] = self.envelopes.labels(result, str(status))
+        child.inc()
 
     def committed(self, batch: Batch, stored: list[Stored]) -> None:
         """One request's batch, as the store took it."""
         for item_type, count in batch.item_counts.items():
-            self.items.labels(item_type).inc(count)
+            _child(self._by_type, self.items, item_type).inc(count)
         duplicates = 0
         for row, outcome in zip(batch.error_logs, stored, strict=False):
             if outcome.duplicate:
                 duplicates += 1
             else:
-                self.events_stored.labels(row.log_level).inc()
+                _child(self._by_level, self.events_stored, row.log_level).inc()
         if duplicates:
             self.duplicates.inc(duplicates)
         for check_in in batch.check_ins:
-            self.check_ins.labels(check_in.status).inc()
+            _child(self._by_check_in, self.check_ins, check_in.status).inc()
 
     def observe_commit(self, requests: int, seconds: float) -> None:
         """One write of the writer (``Writer.on_commit``)."""
@@ -131,3 +138,11 @@ class Metrics:
             _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def _child(children: dict[str, Counter], counter: Counter, label: str) -> Counter:
+    """``counter.labels(label)``, looked up once per label value."""
+    child = children.get(label)
+    if child is None:
+        child = children[label] = counter.labels(label)
+    return child
