@@ -60,9 +60,12 @@ def lines_with_ends(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def test_restore_leaves_out_a_torn_last_line_names_it_and_restores_everything_before(
         live_server: LiveServer, tmp_path: Path) -> None:
+    def whole_log() -> bytes:  # (the day files in order: a run may cross midnight UTC)
+        return b"".join(f.read_bytes() for f in sorted(
+            (live_server.data_dir / "bugs" / "logs").glob("*.jsonl")))
+
     expect_ok(run_script(WORKLOAD, live_server.dsn))
-    [day_file] = sorted((live_server.data_dir / "bugs" / "logs").glob("*.jsonl"))
-    first_run = day_file.read_bytes()
+    first_run = whole_log()
     expect_ok(run_script(LAST, live_server.dsn))
     [last] = live_server.error_logs("message = ?", ("the write a crash cut short",))
     live = {table: table_rows(live_server.db_path, table) for table in ("bugs", "error_logs")}
@@ -75,8 +78,8 @@ def test_restore_leaves_out_a_torn_last_line_names_it_and_restores_everything_be
     logs.mkdir()
     earlier = logs / "2026-01-01.jsonl"
     earlier.write_bytes(first_run)
-    whole = day_file.read_bytes()[len(first_run):]
-    later = logs / day_file.name
+    whole = whole_log()[len(first_run):]
+    later = logs / "2026-01-02.jsonl"
     later.write_bytes(whole)
     [(start, line)] = [(offset, line) for offset, line in lines_with_ends(later)
                        if line["kind"] == "error_log"]
