@@ -31,7 +31,7 @@ from shim.core import levels, policy
 from shim.core.envelope import Envelope
 from shim.core.errors import InvalidEvent
 from shim.core.event import iso_utc, moment_of, normalize_event
-from shim.core.grouping import GROUPING_VERSION
+from shim.core.grouping_v2 import GROUPING_VERSION
 from shim.core.items import log_record
 from shim.core.records import ErrorLog, new_row_id
 

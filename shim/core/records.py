@@ -46,6 +46,17 @@ class BugSignal:
     grouping_version: int
 
 
+@dataclass(frozen=True, slots=True)
+class Grouped:
+    """An event's grouping: version 2's hash (the row's ``fingerprint``), version 1's during the
+    transition from it, and why it grouped so (``shim.core.grouping_v2.Grouping.info``)."""
+
+    fingerprint: str
+    fingerprint_v1: str | None
+    version: int
+    info: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class ErrorLog:
     """One row of ``error_logs``; ``bug`` is set when this event also counts towards a bug.
@@ -71,6 +82,9 @@ class ErrorLog:
     created_at: str  # ISO 8601, UTC, microseconds
     item_type: str = "event"  # event | log | store
     bug: BugSignal | None = None
+    # Version 1's hash during the transition to version 2 (``shim.core.event``): a store that
+    # finds no bug by ``fingerprint`` attaches the event to the bug of this one.
+    fingerprint_v1: str | None = None
 
     def context_object(self) -> dict[str, Any]:
         """``context`` read back, for the few that look inside it (storm slimming, tests)."""
