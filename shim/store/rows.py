@@ -129,7 +129,7 @@ def log_row(row: dict[str, Any], bug_number: str | None) -> dict[str, Any]:
     return {"cursor": row.pop("seq"), **row, "bug_number": bug_number}
 
 
-# Writes through shim_ingest (migrations/postgres/0001_initial.sql, replaced by 0003).
+# Writes through shim_ingest (migrations/postgres/0001_initial.sql, replaced by 0003, then 0004).
 
 def _without_nul(value: Any) -> Any:
     """Postgres text and jsonb cannot hold U+0000, which SDK payloads may carry."""
@@ -161,7 +161,8 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int, reuse_json: bool
                 "error_type": row.error_type,
                 "error_message": row.error_message, "stack_trace": row.stack_trace,
                 "request_id": row.request_id, "workspace_id": row.workspace_id,
-                "fingerprint": row.fingerprint, "item_type": row.item_type,
+                "fingerprint": row.fingerprint, "fingerprint_v1": row.fingerprint_v1,
+                "item_type": row.item_type,
                 "created_at": row.created_at,
                 "bug": None if row.bug is None else {
                     "title": row.bug.title, "description": row.bug.description,

@@ -177,6 +177,11 @@ class SupabaseStore:
             q = q.gte(*since)
         return int(self._run(q).count or 0)
 
+    def grouping_since(self) -> str | None:
+        found = self._rows(lambda: self.client.table("shim_meta").select("value")
+                           .eq("key", "grouping_v2_since"), 1)
+        return str(found[0]["value"]) if found else None
+
     def list_bugs(self, status: str | None = None, component: str | None = None,
                   workspace: str | None = None, since: str | None = None, sort: str = "last",
                   limit: int = 50) -> list[dict[str, Any]]:
@@ -199,6 +204,12 @@ class SupabaseStore:
             return []
         return self._rows(lambda: self.client.table("status_changes").select("*")
                           .eq("bug_id", bug_id).order("at"))
+
+    def bug_hashes(self, bug_id: str) -> list[dict[str, Any]]:
+        if not is_uuid(bug_id):
+            return []
+        return self._rows(lambda: self.client.table("bug_hashes").select("hash,grouping_version")
+                          .eq("bug_id", bug_id).order("grouping_version").order("hash"))
 
     def list_logs(self, level: str | None = None, component: str | None = None,
                   bug_id: str | None = None, after: int | None = None,
