@@ -322,6 +322,9 @@ def parser() -> argparse.ArgumentParser:
     bug = add("bug", "show one bug: every field, the stack trace, recent logs", cmd_bug)
     bug.add_argument("number", help="BUG-00002 (or just 2)")
     bug.add_argument("--logs", type=int, default=10, help="how many recent logs to show")
+    bug.add_argument("--grouping", action="store_true",
+                     help="why its latest event grouped here: the variant and components that "
+                          "decided, and the hashes the bug is found by")
     _json_flag(bug)
 
     for name, status, summary in (("resolve", "resolved", "mark bugs resolved"),
