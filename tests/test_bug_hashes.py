@@ -10,7 +10,8 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from pg import new_database
 
 from shim.core.event import normalize_event
-from shim.core.records import Batch, ErrorLog
+from shim.core.records import Batch, BugMerge, ErrorLog
 from shim.store import Store, iter_bugs, open_store
 from shim.writer.log import batch_lines
 from shim.writer.restore import restore
@@ -30,7 +31,7 @@ def at(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-def export_body(job: int) -> dict[str, Any]:
+def export_body(job: int, job_module: str = "scanner.export") -> dict[str, Any]:
     """An exception event as sentry-python sends it; the job number is in the value only."""
     return {"level": "error", "timestamp": at(T0), "platform": "python", "exception": {"values": [{
         "type": "ExportError", "value": f"export {job} failed", "module": "scanner.export",
@@ -38,12 +39,13 @@ def export_body(job: int) -> dict[str, Any]:
         "stacktrace": {"frames": [
             {"module": "scanner.cli", "function": "main", "filename": "scanner/cli.py",
              "lineno": 10, "in_app": True},
-            {"module": "scanner.export", "function": "write_csv",
+            {"module": job_module, "function": "write_csv",
              "filename": "scanner/export.py", "lineno": 40 + job, "in_app": True}]}}]}}
 
 
-def export_failed(job: int, with_v1: bool = False) -> ErrorLog:
-    return normalize_event(export_body(job), event_id=uuid.uuid4().hex, project_id="1",
+def export_failed(job: int, with_v1: bool = False, job_module: str = "scanner.export"
+                  ) -> ErrorLog:
+    return normalize_event(export_body(job, job_module), event_id=uuid.uuid4().hex, project_id="1",
                            received=T0, bug_level="error", with_v1=with_v1)
 
 
@@ -164,25 +166,29 @@ def test_a_restore_from_the_backup_log_gives_the_same_bugs_and_hashes(
     logs.mkdir()
     (logs / "2026-12-01.jsonl").write_bytes(b"".join(line for b in batches
                                                      for line in batch_lines(b)))
-    other = open_store(f"sqlite:///{tmp_path / 'restored.db'}") if store_url.startswith(
-        "sqlite") else None
-    with new_database() if other is None else _nothing() as url:
-        restored = other or open_store(url)
+    with _other_store(store_url, tmp_path) as restored:
+        report = restore(logs, restored)
+        assert report.events == 6 and not report.unreadable
+        assert _same_bugs(restored) == _same_bugs(store)
+        assert len(_same_bugs(store)) == 3
+
+
+@contextmanager
+def _other_store(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    """A new, empty store of the same backend."""
+    if store_url.startswith("sqlite"):
+        other = open_store(f"sqlite:///{tmp_path / 'restored.db'}")
         try:
-            report = restore(logs, restored)
-            assert report.events == 6 and not report.unreadable
-            assert _same_bugs(restored) == _same_bugs(store)
-            assert len(_same_bugs(store)) == 3
+            yield other
         finally:
-            restored.close()
-
-
-class _nothing:
-    def __enter__(self) -> str:
-        return ""
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+            other.close()
+        return
+    with new_database() as url:
+        other = open_store(url)
+        try:
+            yield other
+        finally:
+            other.close()
 
 
 def test_several_writers_on_one_postgres_give_one_bug(tmp_path: Path) -> None:
@@ -213,3 +219,100 @@ def test_several_writers_on_one_postgres_give_one_bug(tmp_path: Path) -> None:
         finally:
             for store in stores:
                 store.close()
+
+
+# -- merge and unmerge ----
+
+def merge(number: str, *others: str, change_id: str | None = None) -> Batch:
+    change = BugMerge(change_id=change_id or uuid.uuid4().hex, kind="merge", bug_number=number,
+                      others=others, at=at(T0 + timedelta(hours=1)), by="tester")
+    return Batch(merges=[change], received_at=change.at)
+
+
+def unmerge(number: str, *hashes: str, change_id: str | None = None) -> Batch:
+    change = BugMerge(change_id=change_id or uuid.uuid4().hex, kind="unmerge",
+                      bug_number=number, hashes=hashes, at=at(T0 + timedelta(hours=2)))
+    return Batch(merges=[change], received_at=change.at)
+
+
+def counts(store: Store) -> dict[str, tuple[int, str | None]]:
+    return {b["bug_number"]: (b["occurrence_count"], b["merged_into"]) for b in iter_bugs(store)}
+
+
+def test_merge_folds_bugs_into_the_first_and_their_repeats_land_there(store: Store) -> None:
+    early = dataclasses.replace(message("queue stalled"), created_at=at(T0 - timedelta(days=2)))
+    first = store.write([batch(export_failed(1), export_failed(2)), batch(early),
+                         batch(message("disk full"))])
+    a, b, c = (r[0].bug_number for r in first)
+    assert a is not None and b is not None and c is not None
+    bug_b = bug_of(store, b)
+    hash_b = bug_b["fingerprint"]
+    change = merge(a, b, c)
+    store.write([change])
+    assert counts(store) == {a: (4, None), b: (0, a), c: (0, a)}
+    merged = bug_of(store, a)
+    assert merged["first_occurred_at"] == bug_b["first_occurred_at"]
+    assert {h for h, _ in hashes(store, merged)} == {merged["fingerprint"], hash_b,
+                                                    bug_of(store, c)["fingerprint"]}
+    assert len(store.list_logs(bug_id=merged["id"])) == 4 and len(merged["related_log_ids"]) == 4
+    assert store.list_logs(bug_id=bug_b["id"]) == []
+
+    [[repeat]] = store.write([batch(message("queue stalled"))])
+    assert repeat.bug_number == a
+    store.write([change])  # the same change again (a replay) changes nothing
+    assert counts(store) == {a: (5, None), b: (0, a), c: (0, a)}
+
+
+def test_unmerge_splits_a_hash_back_out_with_its_logs(store: Store) -> None:
+    first = store.write([batch(export_failed(1)), batch(message("queue stalled")),
+                         batch(message("queue stalled"))])
+    a, b = first[0][0].bug_number, first[1][0].bug_number
+    assert a is not None and b is not None
+    hash_b = bug_of(store, b)["fingerprint"]
+    store.write([merge(a, b), batch(message("queue stalled"))])
+    assert counts(store) == {a: (4, None), b: (0, a)}
+
+    store.write([unmerge(a, hash_b)])
+    assert counts(store) == {a: (1, None), b: (3, None)}  # the bug it came from comes back
+    assert hashes(store, bug_of(store, b)) == [(hash_b, 2)]
+    [[again]] = store.write([batch(message("queue stalled"))])
+    assert again.bug_number == b
+
+    # A hash that is no bug's own fingerprint (learnt in the transition) goes to a new bug.
+    old_row = before_v2(export_failed(5, with_v1=True, job_module="scanner.pdf"))
+    [[old]] = store.write([batch(old_row)])
+    new_hash = "5" * 32  # a version 2 hash no bug has yet, of an event version 1 put there
+    [[learnt]] = store.write([batch(dataclasses.replace(
+        export_failed(6), fingerprint=new_hash, fingerprint_v1=old_row.fingerprint))])
+    assert learnt.bug_number == old.bug_number
+    store.write([unmerge(str(old.bug_number), new_hash)])
+    [new] = [n for n in counts(store) if n not in (a, b, old.bug_number)]
+    assert counts(store)[new] == (1, None) and counts(store)[str(old.bug_number)] == (1, None)
+    assert hashes(store, bug_of(store, new)) == [(new_hash, 2)]
+    assert bug_of(store, new)["fingerprint"] == new_hash
+
+
+def test_merges_replay_from_the_backup_log(store: Store, store_url: str, tmp_path: Path) -> None:
+    batches = [batch(export_failed(1)), batch(message("queue stalled")),
+               batch(message("disk full"))]
+    for one in batches:
+        store.write([one])
+    numbers = [b["bug_number"] for b in iter_bugs(store)]
+    hash_c = bug_of(store, numbers[2])["fingerprint"]
+    changes = [merge(numbers[0], numbers[1], numbers[2]), batch(message("disk full")),
+               unmerge(numbers[0], hash_c), batch(message("disk full"))]
+    for one in changes:
+        store.write([one])
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "2026-12-01.jsonl").write_bytes(b"".join(line for b in [*batches, *changes]
+                                                     for line in batch_lines(b)))
+    with _other_store(store_url, tmp_path) as restored:
+        report = restore(logs, restored)
+        assert report.merges == 2 and not report.unreadable
+        assert counts(restored) == counts(store) == {numbers[0]: (2, None),
+                                                     numbers[1]: (0, numbers[0]),
+                                                     numbers[2]: (3, None)}
+        assert _same_bugs(restored) == _same_bugs(store)
+        restore(logs, restored)  # twice: every change id applies once
+        assert counts(restored) == counts(store)

@@ -31,6 +31,7 @@ from shim.cli.bugs import (
 )
 from shim.cli.channels import add_commands as add_channel_commands
 from shim.cli.keys import KEY_FILE, dsn, load_or_create_key
+from shim.cli.merge import cmd_merge, cmd_unmerge
 from shim.cli.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
 from shim.core.auth import Keys, utc_text
 from shim.core.levels import LEVELS, STATUSES
@@ -341,6 +342,18 @@ def parser() -> argparse.ArgumentParser:
     assign.add_argument("--to", required=True, help="name to assign to ('' to unassign)")
     _by_flag(assign)
     _json_flag(assign)
+
+    merge = add("merge", "fold bugs into the first: counts, times, logs and hashes; later "
+                "events of any of them count on it", cmd_merge)
+    merge.add_argument("numbers", nargs="+", metavar="BUG", help="the bug to keep, then others")
+    _by_flag(merge)
+    _json_flag(merge)
+    unmerge = add("unmerge", "split hashes (see `shim bug N --grouping`) out of a bug, with "
+                  "their logs, into the bug they came from or a new one", cmd_unmerge)
+    unmerge.add_argument("number", metavar="BUG")
+    unmerge.add_argument("hashes", nargs="+", metavar="HASH")
+    _by_flag(unmerge)
+    _json_flag(unmerge)
 
     logs = add("logs", "show recent error_logs, oldest first", cmd_logs)
     logs.add_argument("--level", choices=LEVELS, help="this level and above")

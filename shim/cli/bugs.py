@@ -19,9 +19,8 @@ from typing import Any
 import orjson
 
 from shim.cli.format import ago, parse_duration, table
-from shim.core.event import GROUPING_KEY
 from shim.core.levels import LEVELS, STATUSES
-from shim.core.records import Batch, StatusChange
+from shim.core.records import GROUPING_KEY, Batch, StatusChange
 from shim.settings import Settings
 from shim.store import Store, iter_bugs, open_store
 from shim.writer.journal import Journal

@@ -17,7 +17,7 @@ from shim.core.envelope import parse_event_id
 from shim.core.errors import InvalidEnvelope, InvalidEvent
 from shim.core.levels import normalize_level
 from shim.core.projection import CONTEXT_KEYS
-from shim.core.records import ErrorLog, Grouped, context_json, new_row_id
+from shim.core.records import GROUPING_KEY, ErrorLog, Grouped, context_json, new_row_id
 from shim.core.scrub import DEFAULT_SCRUBBER, Scrubber, scrub_event
 
 # A UTC time as Python SDKs write it; any other form is parsed and written again.
@@ -211,11 +211,6 @@ def _text(value: object) -> str | None:
         return None
     text = str(value).strip()
     return text or None
-
-
-GROUPING_KEY = "_grouping"
-"""The key of a row's context that says why the event grouped as it did (``Grouping.info``):
-reserved like ``_trimmed``, as no SDK key starts with an underscore."""
 
 
 class _Facts(NamedTuple):

@@ -181,6 +181,12 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int, reuse_json: bool
                 "change_id": s.change_id, "bug_number": s.bug_number, "status": s.status,
                 "assignee": s.assignee, "at": s.at, "by": s.by,
             } for s in batch.status_changes],
+            "merges": [{
+                "change_id": m.change_id, "kind": m.kind, "bug_number": m.bug_number,
+                "others": list(m.others), "hashes": list(m.hashes), "at": m.at, "by": m.by,
+                # the id a hash split out into a new bug gets (the store has no uuid5)
+                "new_ids": {h: bug_id_for(h) for h in m.hashes},
+            } for m in batch.merges],
         } for batch in batches],
     }
     text = _dumps(payload)

@@ -23,6 +23,7 @@ from shim.core.records import Batch, ErrorLog, StatusChange, Stored
 from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
 from shim.store.rows import bug_id_for
+from shim.store.sqlite_merge import apply_merge
 from shim.store.sqlite_reads import SQLiteReads
 from shim.writer.held import Held
 
@@ -181,16 +182,18 @@ class SQLiteStore(SQLiteReads):
         return results
 
     def _write(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
-        """Events in runs; an operator's status change applies between the runs around it, so a
-        replay of the log keeps "resolved, then it happened again" in that order."""
+        """Events in runs; an operator's change (status, merge) applies between the runs around
+        it, so a replay of the log keeps "resolved, then it happened again" in that order."""
         results: list[list[Stored]] = []
         run: list[Batch] = []
         for batch in batches:
-            if batch.status_changes:
+            if batch.changes_bugs:
                 results.extend(self._write_events(run, checked))
                 results.extend(self._write_events([batch], checked))
                 for change in batch.status_changes:
                     self._apply_status(change)
+                for merge in batch.merges:
+                    apply_merge(self.db, merge, self.related_logs)
                 run = []
             else:
                 run.append(batch)

@@ -26,11 +26,136 @@ ON CONFLICT (key) DO NOTHING;
 -- A bug folded into another by `shim merge`: the number of the bug it went into.
 ALTER TABLE bugs ADD COLUMN IF NOT EXISTS merged_into text;
 
+-- Merges and unmerges applied (`shim merge`, `shim unmerge`), each once by its change id.
+CREATE TABLE IF NOT EXISTS bug_merges (
+    change_id  text PRIMARY KEY,
+    kind       text NOT NULL CHECK (kind IN ('merge', 'unmerge')),
+    bug_number text NOT NULL,
+    others     jsonb NOT NULL DEFAULT '[]',
+    hashes     jsonb NOT NULL DEFAULT '[]',
+    changed_by text,
+    at         timestamptz NOT NULL
+);
+ALTER TABLE bug_merges ENABLE ROW LEVEL SECURITY;
+
+-- The most recent logs of a bug, oldest first, as events append them (after a merge or unmerge).
+CREATE OR REPLACE FUNCTION shim_keep_recent_logs(target uuid, related_limit integer)
+RETURNS void
+LANGUAGE sql
+SET search_path FROM CURRENT
+AS $fn$
+    UPDATE bugs SET related_log_ids = (
+        SELECT coalesce(jsonb_agg(to_jsonb(r.id::text) ORDER BY r.created_at, r.id), '[]')
+        FROM (SELECT id, created_at FROM error_logs WHERE related_bug_id = target
+              ORDER BY created_at DESC, id DESC LIMIT related_limit) AS r)
+    WHERE id = target;
+$fn$;
+
+-- shim_merge(change, related_limit): an operator's merge or unmerge (a BugMerge), once by its
+-- change id; the same as shim/store/sqlite_merge.py. A merge folds each other bug into the first:
+-- its hashes, logs, count and times; the other bug stays, marked merged_into, with no count of
+-- its own. An unmerge moves each hash, with the logs of that fingerprint, out of the bug: back to
+-- the bug whose own fingerprint it is, or else to a new bug.
+CREATE OR REPLACE FUNCTION shim_merge(change jsonb, related_limit integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    severities text[] := ARRAY['low', 'medium', 'high', 'critical'];
+    changed_at timestamptz := (change->>'at')::timestamptz;
+    bug        bugs%ROWTYPE;
+    other      bugs%ROWTYPE;
+    back       bugs%ROWTYPE;
+    number     text;
+    fp         text;
+    version    integer;
+    target     uuid;
+    moved      integer;
+    inserted   integer;
+BEGIN
+    INSERT INTO bug_merges (change_id, kind, bug_number, others, hashes, changed_by, at)
+    VALUES (change->>'change_id', change->>'kind', change->>'bug_number',
+            coalesce(change->'others', '[]'), coalesce(change->'hashes', '[]'), change->>'by', changed_at)
+    ON CONFLICT (change_id) DO NOTHING;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    IF inserted = 0 THEN
+        RETURN;
+    END IF;
+    SELECT * INTO bug FROM bugs WHERE bug_number = change->>'bug_number';
+    IF NOT FOUND OR bug.merged_into IS NOT NULL THEN
+        RETURN;  -- its events are not in this database, or it went into another meanwhile
+    END IF;
+    IF change->>'kind' = 'merge' THEN
+        FOR number IN SELECT jsonb_array_elements_text(coalesce(change->'others', '[]')) LOOP
+            SELECT * INTO other FROM bugs WHERE bug_number = number;
+            CONTINUE WHEN NOT FOUND OR other.id = bug.id OR other.merged_into IS NOT NULL;
+            UPDATE bug_hashes SET bug_id = bug.id WHERE bug_id = other.id;
+            UPDATE error_logs SET related_bug_id = bug.id WHERE related_bug_id = other.id;
+            UPDATE bugs SET occurrence_count = occurrence_count + other.occurrence_count,
+                first_occurred_at = least(first_occurred_at, other.first_occurred_at),
+                last_occurred_at = greatest(last_occurred_at, other.last_occurred_at),
+                severity = CASE WHEN array_position(severities, other.severity)
+                                     > array_position(severities, severity)
+                                THEN other.severity ELSE severity END,
+                priority = CASE WHEN array_position(severities, other.severity)
+                                     > array_position(severities, severity)
+                                THEN other.priority ELSE priority END,
+                updated_at = changed_at
+            WHERE id = bug.id;
+            UPDATE bugs SET merged_into = bug.bug_number, occurrence_count = 0,
+                related_log_ids = '[]', updated_at = changed_at
+            WHERE id = other.id;
+        END LOOP;
+        PERFORM shim_keep_recent_logs(bug.id, related_limit);
+    ELSIF change->>'kind' = 'unmerge' THEN
+        FOR fp IN SELECT jsonb_array_elements_text(coalesce(change->'hashes', '[]')) LOOP
+            SELECT grouping_version INTO version FROM bug_hashes
+            WHERE hash = fp AND bug_id = bug.id;
+            CONTINUE WHEN NOT FOUND OR fp = bug.fingerprint;
+            SELECT * INTO back FROM bugs WHERE fingerprint = fp;
+            IF FOUND THEN  -- the bug this hash was merged from comes back
+                target := back.id;
+                UPDATE bugs SET merged_into = NULL, updated_at = changed_at WHERE id = target;
+            ELSE
+                target := (change->'new_ids'->>fp)::uuid;
+                number := nextval('bug_number_seq');
+                number := 'BUG-' || CASE WHEN length(number) < 5 THEN lpad(number, 5, '0')
+                                         ELSE number END;
+                INSERT INTO bugs (id, bug_number, title, description, severity, priority, status,
+                    component, workspace_id, error_type, error_message, stack_trace, fingerprint,
+                    grouping_version, occurrence_count, first_occurred_at, last_occurred_at,
+                    related_log_ids, created_at, updated_at)
+                SELECT target, number, title, description, severity, priority, 'open', component,
+                       workspace_id, error_type, error_message, stack_trace, fp, version, 0,
+                       first_occurred_at, last_occurred_at, '[]', changed_at, changed_at
+                FROM bugs WHERE id = bug.id;
+            END IF;
+            UPDATE bug_hashes SET bug_id = target WHERE hash = fp;
+            UPDATE error_logs SET related_bug_id = target
+            WHERE related_bug_id = bug.id AND fingerprint = fp;
+            GET DIAGNOSTICS moved = ROW_COUNT;
+            UPDATE bugs AS b SET occurrence_count = s.n,
+                first_occurred_at = coalesce(s.first_at, b.first_occurred_at),
+                last_occurred_at = coalesce(s.last_at, b.last_occurred_at), updated_at = changed_at
+            FROM (SELECT count(*) AS n, min(created_at) AS first_at, max(created_at) AS last_at
+                  FROM error_logs WHERE related_bug_id = target) AS s
+            WHERE b.id = target;
+            UPDATE bugs SET occurrence_count = greatest(occurrence_count - moved, 0),
+                updated_at = changed_at
+            WHERE id = bug.id;
+            PERFORM shim_keep_recent_logs(target, related_limit);
+            PERFORM shim_keep_recent_logs(bug.id, related_limit);
+        END LOOP;
+    END IF;
+END
+$fn$;
+
 -- shim_ingest: the function of 0003 with each event's bug found through bug_hashes rather than
 -- bugs.fingerprint. Per run, each fingerprint's bug is decided by its first event: the bug of
 -- that hash, else the bug of that event's version 1 hash, else a new bug (of id uuid5 of the
 -- fingerprint, as before). Events then count towards that bug by its id, and a bug found by a
--- version 1 hash learns the fingerprint. The same as SQLiteStore._upsert_bugs.
+-- version 1 hash learns the fingerprint. The same as SQLiteStore._upsert_bugs. A batch with
+-- merges is a run of its own, like one with status changes, applied after them (shim_merge).
 CREATE OR REPLACE FUNCTION shim_ingest(batch jsonb) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -59,7 +184,8 @@ BEGIN
     FOR run IN
         WITH listed AS (
             SELECT b.value AS body, b.ordinality AS ord,
-                   jsonb_array_length(coalesce(b.value->'status_changes', '[]')) > 0 AS changes
+                   jsonb_array_length(coalesce(b.value->'status_changes', '[]'))
+                   + jsonb_array_length(coalesce(b.value->'merges', '[]')) > 0 AS changes
             FROM jsonb_array_elements(batch->'batches') WITH ORDINALITY AS b
         ), numbered AS (
             SELECT body, ord, changes,
@@ -308,6 +434,15 @@ BEGIN
                         updated_at = (item.c->>'at')::timestamptz
                     WHERE id = target;
                 END IF;
+            END LOOP;
+            -- then its merges and unmerges (shim_merge), each change id once
+            FOR item IN
+                SELECT m.value AS c
+                FROM jsonb_array_elements(coalesce(run.bodies->0->'merges', '[]'))
+                    WITH ORDINALITY AS m
+                ORDER BY m.ordinality
+            LOOP
+                PERFORM shim_merge(item.c, related_limit);
             END LOOP;
         END IF;
     END LOOP;

@@ -19,4 +19,15 @@ SELECT 'grouping_v2_since', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
 WHERE EXISTS (SELECT 1 FROM bugs);
 
 -- A bug folded into another by `shim merge`: the number of the bug it went into.
-ALTER TABLE bugs ADD COLUMN merged_into TEXT
+ALTER TABLE bugs ADD COLUMN merged_into TEXT;
+
+-- Merges and unmerges applied (`shim merge`, `shim unmerge`), each once by its change id.
+CREATE TABLE IF NOT EXISTS bug_merges (
+    change_id  TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL CHECK (kind IN ('merge','unmerge')),
+    bug_number TEXT NOT NULL,
+    others     TEXT NOT NULL DEFAULT '[]',
+    hashes     TEXT NOT NULL DEFAULT '[]',
+    changed_by TEXT,
+    at         TEXT NOT NULL
+);
