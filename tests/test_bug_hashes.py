@@ -250,6 +250,7 @@ def test_merge_folds_bugs_into_the_first_and_their_repeats_land_there(store: Sto
     change = merge(a, b, c)
     store.write([change])
     assert counts(store) == {a: (4, None), b: (0, a), c: (0, a)}
+    assert [found["bug_number"] for found in store.list_bugs()] == [a]  # merged bugs are not listed
     merged = bug_of(store, a)
     assert merged["first_occurred_at"] == bug_b["first_occurred_at"]
     assert {h for h, _ in hashes(store, merged)} == {merged["fingerprint"], hash_b,

@@ -189,7 +189,7 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"read {report.lines} lines: {report.events} events stored, {report.duplicates} "
               f"already present, {report.check_ins} check-ins, {report.status_changes} status "
-              "changes")
+              f"changes, {report.merges} merges")
         for problem in report.unreadable:
             print(f"skipped unreadable line: {problem}", file=sys.stderr)
     return 0

@@ -34,8 +34,9 @@ def is_uuid(value: str) -> bool:
     return True
 
 
-# Reads. A condition is (column, operator, value), the operator one of "=", ">=", ">" and "in";
-# each backend writes the conditions in its own language (SQL, or PostgREST's filters).
+# Reads. A condition is (column, operator, value), the operator one of "=", ">=", ">", "in" and
+# "is" (with None: the column is null); each backend writes the conditions in its own language
+# (SQL, or PostgREST's filters).
 Condition = tuple[str, str, Any]
 
 
@@ -46,8 +47,8 @@ def levels_from(level: str) -> list[str]:
 
 def bug_conditions(status: str | None, component: str | None, workspace: str | None,
                    since: str | None) -> list[Condition]:
-    """Which bugs ``list_bugs`` keeps."""
-    conditions: list[Condition] = [
+    """Which bugs ``list_bugs`` keeps: never one merged into another (its events count there)."""
+    conditions: list[Condition] = [("merged_into", "is", None)] + [
         (column, "=", value) for column, value in (
             ("status", status), ("component", component), ("workspace_id", workspace))
         if value is not None]
@@ -90,6 +91,8 @@ def sql_where(conditions: Sequence[Condition], mark: str, prefix: str = "",
         if operator == "in":
             parts.append(f"{prefix}{column} IN ({','.join([placeholder] * len(value))})")
             params.extend(value)
+        elif operator == "is":
+            parts.append(f"{prefix}{column} IS NULL")
         else:
             parts.append(f"{prefix}{column} {operator} {placeholder}")
             params.append(value)

@@ -60,6 +60,8 @@ def _filtered(query: Query, conditions: Sequence[rows.Condition]) -> Query:
     for column, operator, value in conditions:
         if operator == "in":
             query = query.in_(column, value)
+        elif operator == "is":
+            query = query.is_(column, "null")
         else:
             query = {"=": query.eq, ">=": query.gte, ">": query.gt}[operator](column, value)
     return query
