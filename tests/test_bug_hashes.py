@@ -167,8 +167,11 @@ def test_a_restore_from_the_backup_log_gives_the_same_bugs_and_hashes(
     (logs / "2026-12-01.jsonl").write_bytes(b"".join(line for b in batches
                                                      for line in batch_lines(b)))
     with _other_store(store_url, tmp_path) as restored:
+        assert restored.grouping_since() is None  # a new database: no bugs of version 1
         report = restore(logs, restored)
         assert report.events == 6 and not report.unreadable
+        # It has some now: their repeats must find them, so the transition starts with them.
+        assert restored.grouping_since() is not None
         assert _same_bugs(restored) == _same_bugs(store)
         assert len(_same_bugs(store)) == 3
 

@@ -8,13 +8,18 @@ hash of its first event in the write, which the bug then learns), else a new bug
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from shim.core.policy import escalated
 from shim.core.records import ErrorLog
-from shim.store.rows import bug_id_for
+from shim.store.rows import bug_id_for, utc_text
+
+
+def utc_now() -> str:
+    return utc_text(datetime.now(UTC))
 
 
 def _json(value: Any) -> str:
@@ -101,6 +106,11 @@ class SQLiteBugs:
              _json(new_ids[-self.related_logs:]), first_received, updated_at))
         self.db.execute("INSERT INTO bug_hashes (hash, bug_id, grouping_version) VALUES (?, ?, ?)",
                         (first.fingerprint, bug_id, signal.grouping_version))
+        if signal.grouping_version < 2:
+            # A bug of version 1 in a database that had none (a restore of an older backup log):
+            # the transition starts now, or its repeats would open new bugs.
+            self.db.execute("INSERT OR IGNORE INTO shim_meta (key, value)"
+                            " VALUES ('grouping_v2_since', ?)", (utc_now(),))
         return bug_id, bug_number
 
     def _update_bug(self, bug_id: str, group: list[tuple[ErrorLog, str]]) -> tuple[str, str]:

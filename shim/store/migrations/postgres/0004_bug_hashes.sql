@@ -343,6 +343,14 @@ BEGIN
                 VALUES (grp.first->>'fingerprint', found_id,
                         (grp.first->'bug'->>'grouping_version')::integer)
                 ON CONFLICT (hash) DO NOTHING;
+                IF (grp.first->'bug'->>'grouping_version')::integer < 2 THEN
+                    -- A bug of version 1 in a database that had none (a restore of an older
+                    -- backup log): the transition starts now, or its repeats would open new bugs.
+                    INSERT INTO shim_meta (key, value)
+                    VALUES ('grouping_v2_since', to_char(now() AT TIME ZONE 'UTC',
+                                                         'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+                    ON CONFLICT (key) DO NOTHING;
+                END IF;
             END IF;
             IF jsonb_array_length(grp.learned) > 0 THEN
                 INSERT INTO bug_hashes (hash, bug_id, grouping_version)
