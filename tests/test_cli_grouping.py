@@ -74,6 +74,8 @@ def test_merge_and_unmerge_from_the_command_line(live_server: LiveServer) -> Non
                                    "BUG-00002: merged into BUG-00001  "
                                    + message_bug["title"]]
     assert "is merged into BUG-00001 already" in shim(live_server, "merge", "1", "2", code=1)
+    assert "Merged into: BUG-00001 (its events count there)\n" in shim(live_server, "bug", "2")
+    assert [b["bug_number"] for b in shim_json(live_server, "bugs")] == ["BUG-00001"]
     expect_ok(run_script(REPEAT, live_server.dsn))  # a repeat of the merged bug counts on the first
     counts = {b["bug_number"]: b["occurrence_count"] for b in live_server.bugs()}
     assert counts == {"BUG-00001": 4, "BUG-00002": 0}

@@ -115,6 +115,8 @@ def cmd_bug(settings: Settings, args: argparse.Namespace) -> int:
         ("Fingerprint", f"{bug['fingerprint']} (grouping v{bug['grouping_version']})"),
         ("Id", bug["id"]),
     ]
+    if bug.get("merged_into"):
+        fields.insert(1, ("Merged into", f"{bug['merged_into']} (its events count there)"))
     for name, value in fields:
         print(f"{name + ':':<13}{value}")
     if bug.get("description"):
