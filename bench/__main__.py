@@ -178,8 +178,8 @@ def empty_postgres(database_url: str) -> None:
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
         if "error_logs" not in tables:
             return  # not migrated yet: shim serve creates the schema
-        wanted = [t for t in ("error_logs", "bugs", "check_ins", "item_counts", "status_changes")
-                  if t in tables]
+        wanted = [t for t in ("error_logs", "bugs", "check_ins", "item_counts", "status_changes",
+                              "bug_hashes", "bug_merges") if t in tables]
         conn.execute(f"TRUNCATE {', '.join(wanted)}")
         conn.execute("ALTER SEQUENCE bug_number_seq RESTART")
 

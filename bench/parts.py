@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def measure(corpus: Path, envelopes: int) -> dict[str, float]:
 
     from bench.corpus import read_corpus
     from shim.core import event as normalize
-    from shim.core import grouping, projection, stacktrace
+    from shim.core import grouping, grouping_v2, projection, stacktrace
     from shim.core.envelope import parse_envelope
     from shim.core.items import Limits, ingest_envelope, log_record
     from shim.core.scrub import Scrubber, scrub_event
@@ -72,6 +73,11 @@ def measure(corpus: Path, envelopes: int) -> dict[str, float]:
             normalize.normalize_event(payload, event_id=None, project_id="1", received=now,
                                       bug_level="critical", scrubber=scrubber)
 
+    def normalize_all_with_v1() -> None:  # during the transition from grouping version 1
+        for payload in payloads:
+            normalize.normalize_event(payload, event_id=None, project_id="1", received=now,
+                                      bug_level="critical", scrubber=scrubber, with_v1=True)
+
     def records_all() -> None:
         for items, env in logs:
             copies: Counter[bytes] = Counter()  # per envelope, as ingest_envelope counts them
@@ -79,6 +85,10 @@ def measure(corpus: Path, envelopes: int) -> dict[str, float]:
                 log_record(record, copies, env, "1", now)
 
     events = len(used)
+    transition = {}
+    if "with_v1" in inspect.signature(normalize.normalize_event).parameters:
+        transition["normalize_event with v1 too (transition)"] = _best(normalize_all_with_v1,
+                                                                       events)
     return {
         "ingest_envelope (per envelope)": _best(
             lambda: [ingest_envelope(env, "1", now, limits) for env in parsed], len(parsed)),
@@ -88,11 +98,13 @@ def measure(corpus: Path, envelopes: int) -> dict[str, float]:
         "  render": _best(lambda: [stacktrace.render(t) for t in typed if t], events),
         "  fingerprint": _best(lambda: [grouping.fingerprint(None, t, None, {}) for t in typed],
                                events),
+        "  grouping v2": _best(lambda: [grouping_v2.group(u) for u, _ in used], events),
         "  context": _best(lambda: [normalize.context_of(u, t)
                                     for (u, _), t in zip(used, tags, strict=True)], events),
         "  iso_utc": _best(lambda: [normalize.iso_utc(u.get("timestamp"), now) for u, _ in used],
                            events),
         "log_record (per record)": _best(records_all, records),
+        **transition,
     }
 
 

@@ -16,7 +16,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shim.core.auth import Keys
 from shim.core.items import Limits
@@ -35,13 +35,14 @@ from shim.writer.journal import Journal, Journaling
 from shim.writer.log import BackupLog
 from shim.writer.process import Config, JournalProcess
 
-log = logging.getLogger("shim.retention")
+log = logging.getLogger("shim.assembly")
 
 
 class State:
     """What the routes share: settings, keys, the writer, and counters since start."""
 
-    def __init__(self, settings: Settings, keys: Keys, journal: Journaling) -> None:
+    def __init__(self, settings: Settings, keys: Keys, journal: Journaling,
+                 grouping_v1_until: datetime | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.store_summary = journal.summary()
@@ -52,7 +53,8 @@ class State:
         self.exporter = Exporter(settings, lambda: self.writer.bugs_changed)
         self.limits = Limits(bug_level=settings.bug_level,
                              max_event_bytes=settings.max_event_bytes,
-                             scrubber=Scrubber(settings.scrub_keys or ()))
+                             scrubber=Scrubber(settings.scrub_keys or ()),
+                             grouping_v1_until=grouping_v1_until)
         # With several worker processes each takes its share of the limits (connections are
         # spread between them), so the whole server keeps to the configured numbers.
         self.limiter = RateLimiter(share(settings.rate_limit_per_key, settings.workers),
@@ -118,14 +120,44 @@ async def _keep_pruning(state: State) -> None:
                 holder, datetime.now(UTC), settings.retention_days or None,
                 BackupLog(settings.backup_dir / "logs"), settings.backup_retention_days or None)
             if done is not None:
-                log.info("retention: %s", done)
+                retention.log.info("retention: %s", done)
                 if state.metrics is not None:
                     state.metrics.retention_deleted.labels("error_logs").inc(done.error_logs)
                     state.metrics.retention_deleted.labels("check_ins").inc(done.check_ins)
         except Exception as exc:  # the store down, say: the next hour tries again
-            log.warning("retention could not run (%s: %s); trying again in an hour",
+            retention.log.warning("retention could not run (%s: %s); trying again in an hour",
                         type(exc).__name__, exc)
         await asyncio.sleep(retention.EVERY)
+
+
+def grouping_v1_until(settings: Settings, journal: Journaling, store: Store | None = None
+                      ) -> datetime | None:
+    """Until when events also compute grouping version 1's hash: the store's start of the
+    transition (``Store.grouping_since``) plus ``SHIM_GROUPING_TRANSITION_DAYS``. A store that
+    cannot tell now (down at start) gets the whole period from now, which never splits a bug."""
+    days = timedelta(days=settings.grouping_transition_days)
+    if not days:
+        return None
+    try:
+        since = _grouping_since(settings, journal, store)
+    except Exception as exc:  # any store's failure: grouping must not stop the server
+        log.warning("could not read when the grouping transition started (%s): computing "
+                    "version 1 hashes for %s days from now", exc, days.days)
+        return datetime.now(UTC) + days
+    return None if since is None else datetime.fromisoformat(since) + days
+
+
+def _grouping_since(settings: Settings, journal: Journaling, store: Store | None) -> str | None:
+    if store is None and isinstance(journal, Journal):
+        store = journal.store
+    if store is not None:
+        return store.grouping_since()
+    # The store lives in the journal process: ask the database through a connection of our own.
+    probe = open_store(settings.database_url, related_logs=settings.related_logs)
+    try:
+        return probe.grouping_since()
+    finally:
+        probe.close()
 
 
 def share(limit: int, workers: int) -> int:
@@ -142,7 +174,8 @@ async def running(settings: Settings, keys: Keys, store: Store | None = None
     if looping is not None:
         raise SettingsError(f"SHIM_FORWARD_DSN={looping.masked!r} names this server itself "
                             f"(port {settings.port}): events would go round in a loop")
-    state = State(settings, keys, open_journal(settings, store))
+    journal = open_journal(settings, store)
+    state = State(settings, keys, journal, grouping_v1_until(settings, journal, store))
     await state.writer.start()
     await state.exporter.start()
     if state.forwarder is not None:

@@ -199,6 +199,10 @@ SETTINGS: tuple[Setting, ...] = (
             "a bug's web page in alerts; default `http://<host>:<port>` (alerts: no links)."),
     Setting("SHIM_BUG_LEVEL", "bug_level", _level, "critical",
             "Lowest event level that opens or updates a bug (unhandled exceptions always do)."),
+    Setting("SHIM_GROUPING_TRANSITION_DAYS", "grouping_transition_days", _count, "30",
+            "Days after the upgrade to grouping version 2 during which events also compute "
+            "version 1's hash, so a repeat of a bug opened before joins it (and teaches it the "
+            "new hash) instead of opening another; 0: never."),
     Setting("SHIM_MAX_BODY_BYTES", "max_body_bytes", _positive_int, str(20 * 1024 * 1024),
             "Largest request body accepted as sent (compressed)."),
     Setting("SHIM_MAX_DECODED_BYTES", "max_decoded_bytes", _positive_int, str(100 * 1024 * 1024),
@@ -287,6 +291,7 @@ class Settings:
     workers: int
     public_url: str | None
     bug_level: str
+    grouping_transition_days: int
     max_body_bytes: int
     max_decoded_bytes: int
     max_event_bytes: int

@@ -39,7 +39,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 TABLES = frozenset({"bugs", "error_logs", "status_changes", "item_counts", "check_ins",
-                    "schema_migrations"})
+                    "schema_migrations", "bug_hashes", "shim_meta"})
 OPERATORS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 

@@ -28,7 +28,7 @@ from shim.store.postgres import PostgresStore
 
 LEGACY_SQL = (Path(__file__).parent / "fixtures" / "legacy_schema.sql").read_text()
 TABLES = ("bugs", "error_logs", "check_ins", "item_counts", "status_changes", "schema_migrations",
-          "shim_leases")
+          "shim_leases", "bug_hashes", "shim_meta")
 INDEXES = {
     "bugs": {"bugs_fingerprint_key", "bugs_bug_number_key", "bugs_open_last", "bugs_last"},
     "error_logs": {"error_logs_event_id_key", "error_logs_created", "error_logs_component",
@@ -260,9 +260,11 @@ def test_sqlite_migrate_creates_the_database(tmp_path: Path) -> None:
     env = {"SHIM_DATABASE_URL": f"sqlite:///{path}"}
     first = shim_migrate(tmp_path, env=env)
     assert first.stdout.splitlines() == ["applied sqlite schema version 1",
-                                         f"sqlite:///{path}: schema at version 1"]
+                                         "applied sqlite schema version 2",
+                                         f"sqlite:///{path}: schema at version 2"]
     with sqlite3.connect(path) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"bugs", "error_logs", "check_ins", "item_counts", "status_changes"} <= tables
+    assert {"bugs", "error_logs", "check_ins", "item_counts", "status_changes", "bug_hashes",
+            "shim_meta"} <= tables
     again = json.loads(shim_migrate(tmp_path, "--json", env=env).stdout)
-    assert again == {"database": f"sqlite:///{path}", "applied": [], "version": 1}
+    assert again == {"database": f"sqlite:///{path}", "applied": [], "version": 2}

@@ -31,7 +31,7 @@ from shim.core import levels, policy
 from shim.core.envelope import Envelope
 from shim.core.errors import InvalidEvent
 from shim.core.event import iso_utc, moment_of, normalize_event
-from shim.core.grouping import GROUPING_VERSION
+from shim.core.grouping_v2 import GROUPING_VERSION
 from shim.core.items import log_record
 from shim.core.records import ErrorLog, new_row_id
 
@@ -640,3 +640,32 @@ def test_escalation_keeps_the_most_severe_signal_with_its_own_priority() -> None
     assert escalated([signal("high", "y")], ("critical", "urgent")) == ("critical", "urgent")
     assert escalated([signal("high", "y")], ("high", "kept")) == ("high", "kept")
     assert escalated([signal("critical", "urgent")], ("high", "high")) == ("critical", "urgent")
+
+
+@pytest.mark.parametrize("payload_is_text", [True, False])
+def test_a_row_groups_by_what_grouping_v2_reads(payload_is_text: bool) -> None:
+    """The projection keeps every key grouping version 2 reads: raw security reports, threads'
+    flags, a template; the row's fingerprint and why-grouped record are v2's of the event."""
+    from shim.core.grouping_v2 import group
+
+    events = [
+        {"hpkp": {"hostname": "www.example.com", "port": 443}},
+        {"expect-ct-report": {"hostname": "shop.example.com"}},
+        {"csp": {"effective_directive": "script-src", "blocked_uri": "https://cdn.example/x.js"}},
+        {"template": {"filename": "page.html", "context_line": "{{ user.name }}", "lineno": 3}},
+        {"threads": {"values": [
+            {"id": 1, "current": True, "stacktrace": {"frames": [
+                {"function": "idle", "module": "app.loop"}]}},
+            {"id": 2, "crashed": True, "stacktrace": {"frames": [
+                {"function": "parse", "module": "app.pdf", "raw_function": "parse(char*)",
+                 "symbol": "_Z5parsePc", "package": "/usr/lib/app", "platform": "native"}]}}]}},
+    ]
+    for body in events:
+        body = {**body, "level": "fatal", "event_id": "e" * 32}
+        payload = orjson.dumps(body) if payload_is_text else body
+        row = normalize_event(payload, event_id=None, project_id="1", received=RECEIVED,
+                              bug_level="warning")
+        expected = group(body)
+        assert row.fingerprint == expected.hash
+        assert row.context_object()["_grouping"] == expected.info()
+        assert expected.variant != "fallback", body

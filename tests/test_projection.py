@@ -34,10 +34,15 @@ SCRUBBER = Scrubber()
 
 def _row(outcome: ErrorLog, random_id: bool) -> tuple[object, ...]:
     """Everything of a row but its random ids, with the context as the JSON that is stored, read
-    and written again: a breadcrumbs list kept as text keeps the spacing it was sent with."""
-    fixed = dataclasses.replace(outcome, id="", context=b"",
+    and written again: a breadcrumbs list kept as text keeps the spacing it was sent with. An
+    event grouped by nothing but its (made up) id has a random fingerprint too."""
+    context = orjson.loads(outcome.context)
+    fingerprint = outcome.fingerprint
+    if random_id and outcome.event_id in orjson.dumps(context["_grouping"]).decode():
+        fingerprint = context["_grouping"] = ""
+    fixed = dataclasses.replace(outcome, id="", context=b"", fingerprint=fingerprint,
                                 event_id="" if random_id else outcome.event_id)
-    return (*dataclasses.astuple(fixed), orjson.dumps(orjson.loads(outcome.context)))
+    return (*dataclasses.astuple(fixed), orjson.dumps(context))
 
 
 def general(payload: bytes, event_id: str | None = None) -> tuple[object, ...] | str:

@@ -198,3 +198,14 @@ def test_recent_logs_are_the_latest_by_event_time(store: Store) -> None:
         at(T0 + timedelta(minutes=m)) for m in (2, 1, 0)]
     assert store.recent_logs(bug_id="not-a-bug") == []
     assert set(latest[0]) >= {"cursor", "event_id", "context", "bug_number"}
+
+
+def test_a_merged_bug_leaves_the_list_for_the_one_it_joined(store: Store) -> None:
+    from test_bug_hashes import merge
+
+    fill(store)
+    store.write([merge("BUG-00001", "BUG-00002")])
+    assert numbers(store.search_bugs(BugQuery())) == ["BUG-00004", "BUG-00003", "BUG-00001"]
+    assert numbers(store.search_bugs(BugQuery(component="bot"))) == []
+    joined = store.get_bug("BUG-00001")
+    assert joined is not None and joined["occurrence_count"] == 4

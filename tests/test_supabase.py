@@ -36,6 +36,7 @@ from test_store_contract import T0, MakeStore, at, batch, event, postgres_url, s
 import shim.store.supabase as supabase_store
 from shim.app import create_app
 from shim.core.auth import Keys
+from shim.core.records import Batch, BugMerge
 from shim.settings import Settings
 from shim.store import StoreUnavailable, UnsupportedStore, iter_bugs, migrate, open_store
 from shim.store.postgres import PostgresStore
@@ -136,7 +137,7 @@ def test_every_request_carries_the_key_and_reads_are_table_selects(standin: Stan
     store.list_bugs(status="open", since=at(T0 - timedelta(hours=1)), sort="count", limit=3)
     (call,) = standin.requests
     assert (call.method, call.path) == ("GET", "/rest/v1/bugs")
-    assert call.query == [("select", "*"), ("status", "eq.open"),
+    assert call.query == [("select", "*"), ("merged_into", "is.null"), ("status", "eq.open"),
                           ("last_occurred_at", f"gte.{at(T0 - timedelta(hours=1))}"),
                           ("order", "occurrence_count.desc,last_occurred_at.desc,bug_number.asc"),
                           ("offset", "0"), ("limit", "3")]
@@ -174,6 +175,31 @@ def test_status_changes_reach_the_bug(store: SupabaseStore) -> None:
         "resolved", "ana", at(T0 + timedelta(minutes=2)))
     history = store.status_history(bug["id"])
     assert [c["status"] for c in history] == ["in_progress", "resolved"]
+
+
+def test_merges_hashes_and_the_transition_read_as_the_postgres_store(
+        store_url: str, store: SupabaseStore) -> None:
+    store.write([batch(event("boom", fingerprint="boom")),
+                 batch(event("bang", when=T0 + timedelta(minutes=2), fingerprint="x")),
+                 batch(event("fizz", when=T0 + timedelta(minutes=1), fingerprint="y"))])
+    change = BugMerge(change_id=uuid.uuid4().hex, kind="merge", bug_number="BUG-00001",
+                      others=("BUG-00002",), at=at(T0 + timedelta(minutes=3)))
+    store.write([Batch(merges=[change], received_at=change.at)])
+    postgres = PostgresStore(store_url)
+    try:
+        listed = store.list_bugs()
+        assert [b["bug_number"] for b in listed] == ["BUG-00001", "BUG-00003"]  # not the merged
+        assert listed == postgres.list_bugs()
+        merged = store.get_bug("BUG-00002")
+        assert merged is not None and merged["merged_into"] == "BUG-00001"
+        kept = store.get_bug("BUG-00001")
+        assert kept is not None and kept["occurrence_count"] == 2
+        assert store.bug_hashes(kept["id"]) == postgres.bug_hashes(kept["id"])
+        assert [h["grouping_version"] for h in store.bug_hashes(kept["id"])] == [2, 2]
+        assert store.bug_hashes("not-a-bug-id") == []
+        assert store.grouping_since() is postgres.grouping_since() is None  # a new database
+    finally:
+        postgres.close()
 
 
 # Reads give what the Postgres store gives, from the same database.

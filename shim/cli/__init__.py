@@ -33,6 +33,7 @@ from shim.cli.bugs import (
 from shim.cli.channels import add_commands as add_channel_commands
 from shim.cli.format import parse_duration
 from shim.cli.keys import KEY_FILE, dsn, load_or_create_key
+from shim.cli.merge import cmd_merge, cmd_unmerge
 from shim.cli.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
 from shim.core.auth import Keys, utc_text
 from shim.core.levels import LEVELS, STATUSES
@@ -215,7 +216,7 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"read {report.lines} lines: {report.events} events stored, {report.duplicates} "
               f"already present, {report.check_ins} check-ins, {report.status_changes} status "
-              "changes")
+              f"changes, {report.merges} merges")
         for problem in report.unreadable:
             print(f"skipped unreadable line: {problem}", file=sys.stderr)
         for torn in report.torn:
@@ -390,6 +391,9 @@ def parser() -> argparse.ArgumentParser:
     bug = add("bug", "show one bug: every field, the stack trace, recent logs", cmd_bug)
     bug.add_argument("number", help="BUG-00002 (or just 2)")
     bug.add_argument("--logs", type=int, default=10, help="how many recent logs to show")
+    bug.add_argument("--grouping", action="store_true",
+                     help="why its latest event grouped here: the variant and components that "
+                          "decided, and the hashes the bug is found by")
     _json_flag(bug)
 
     for name, status, summary in (("resolve", "resolved", "mark bugs resolved"),
@@ -406,6 +410,18 @@ def parser() -> argparse.ArgumentParser:
     assign.add_argument("--to", required=True, help="name to assign to ('' to unassign)")
     _by_flag(assign)
     _json_flag(assign)
+
+    merge = add("merge", "fold bugs into the first: counts, times, logs and hashes; later "
+                "events of any of them count on it", cmd_merge)
+    merge.add_argument("numbers", nargs="+", metavar="BUG", help="the bug to keep, then others")
+    _by_flag(merge)
+    _json_flag(merge)
+    unmerge = add("unmerge", "split hashes (see `shim bug N --grouping`) out of a bug, with "
+                  "their logs, into the bug they came from or a new one", cmd_unmerge)
+    unmerge.add_argument("number", metavar="BUG")
+    unmerge.add_argument("hashes", nargs="+", metavar="HASH")
+    _by_flag(unmerge)
+    _json_flag(unmerge)
 
     logs = add("logs", "show recent error_logs, oldest first", cmd_logs)
     logs.add_argument("--level", choices=LEVELS, help="this level and above")

@@ -20,7 +20,7 @@ import orjson
 
 from shim.cli.format import ago, parse_duration, table
 from shim.core.levels import LEVELS, STATUSES
-from shim.core.records import Batch, StatusChange
+from shim.core.records import GROUPING_KEY, Batch, StatusChange
 from shim.settings import Settings
 from shim.store import Store, iter_bugs, open_store
 from shim.writer.journal import Journal
@@ -90,6 +90,9 @@ def cmd_bug(settings: Settings, args: argparse.Namespace) -> int:
         bug = store.get_bug(number)
         if bug is None:
             raise CommandError(f"no such bug: {number}")
+        if args.grouping:
+            return _show_grouping(bug, store.list_logs(bug_id=bug["id"], limit=1),
+                                  store.bug_hashes(bug["id"]), args.json)
         logs = store.list_logs(bug_id=bug["id"], limit=args.logs)
         history = store.status_history(bug["id"])
     finally:
@@ -114,6 +117,8 @@ def cmd_bug(settings: Settings, args: argparse.Namespace) -> int:
     ]
     if not (bug.get("error_type") or bug.get("error_message")):  # a message, not an exception
         fields = [field for field in fields if field[0] != "Error"]
+    if bug.get("merged_into"):
+        fields.insert(1, ("Merged into", f"{bug['merged_into']} (its events count there)"))
     for name, value in fields:
         print(f"{name + ':':<13}{value}")
     if bug.get("description"):
@@ -135,6 +140,67 @@ def cmd_bug(settings: Settings, args: argparse.Namespace) -> int:
             [log["created_at"][:19], log["log_level"], log["event_id"][:12], log["message"]]
             for log in logs]))
     return 0
+
+
+def _show_grouping(bug: dict[str, Any], latest: list[dict[str, Any]],
+                   hashes: list[dict[str, Any]], as_json: bool) -> int:
+    """Why the bug's latest event grouped where it did: the variant of grouping that decided
+    and what contributed (its row's ``context._grouping``), and the hashes the bug is found by."""
+    event = latest[-1] if latest else None
+    context = event.get("context") if event else None
+    grouping = context.get(GROUPING_KEY) if isinstance(context, dict) else None
+    if as_json:
+        _print_json({"bug_number": bug["bug_number"], "fingerprint": bug["fingerprint"],
+                     "merged_into": bug.get("merged_into"), "hashes": hashes,
+                     "event_id": event["event_id"] if event else None,
+                     "created_at": event["created_at"] if event else None,
+                     "grouping": grouping})
+        return 0
+    print(f"Bug:         {bug['bug_number']}  {bug['title']}")
+    if bug.get("merged_into"):
+        print(f"Merged into: {bug['merged_into']} (its events go there)")
+    if event is None:
+        print("No event of this bug is stored (retention may have removed them).")
+    elif not isinstance(grouping, dict):
+        print(f"Event:       {event['event_id']} at {event['created_at']}")
+        print(f"Grouped by:  (stored before grouping version 2) fingerprint {event['fingerprint']}")
+    else:
+        print(f"Event:       {event['event_id']} at {event['created_at']}")
+        print(f"Grouped by:  {grouping.get('variant')} (grouping v{grouping.get('version')})")
+        print(f"Hash:        {grouping.get('hash')}")
+        print("Components:")
+        for line in _tree(grouping.get("components"), "  "):
+            print(line)
+    print("Hashes of this bug:")
+    for found in hashes:
+        print(f"  {found['hash']}  v{found['grouping_version']}")
+    return 0
+
+
+def _tree(value: Any, indent: str) -> list[str]:
+    """A JSON value as indented lines: ``key: value`` for objects, ``- item`` for lists."""
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines += [f"{indent}{key}:", *_tree(item, indent + "  ")]
+            else:
+                lines.append(f"{indent}{key}: {_scalar(item)}")
+        return lines
+    if isinstance(value, list):
+        lines = []
+        for item in value:
+            nested = _tree(item, indent + "  ") if isinstance(item, dict | list) and item else []
+            if nested:
+                lines += [f"{indent}- {nested[0].strip()}", *nested[1:]]
+            else:
+                lines.append(f"{indent}- {_scalar(item)}")
+        return lines
+    return [f"{indent}{_scalar(value)}"]
+
+
+def _scalar(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def change_bugs(settings: Settings, numbers: list[str], status: str | None,

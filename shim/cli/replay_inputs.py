@@ -9,7 +9,7 @@ Owns reading inputs into ``Request`` objects (nothing is sent here). The inputs 
 - legacy store events (a file holding one JSON event object), sent to ``/store/``;
 - backup log day files (``YYYY-MM-DD.jsonl``, and ``rejected.jsonl``): each ``error_log`` line is
   rebuilt into an event (``event_from_row``), each ``check_in`` line into a check-in envelope;
-  ``status`` and ``item_counts`` lines are skipped and counted.
+  ``status``, ``merge`` and ``item_counts`` lines are skipped and counted.
 
 Directories are walked in name order (hidden files, such as the log's ``.applied``, are left out).
 Rebuilding payloads from backup lines is pure.
@@ -32,6 +32,7 @@ from shim import __version__
 from shim.core.envelope import parse_envelope
 from shim.core.errors import InvalidEnvelope
 from shim.core.items import REPLAYED_ID
+from shim.core.records import GROUPING_KEY
 
 _DAY_FILE = re.compile(r"\d{4}-\d{2}-\d{2}\.jsonl")
 _SDK = {"name": "shim.replay", "version": __version__}
@@ -178,7 +179,7 @@ def _read_backup_line(source: str, line: bytes | str, inputs: Inputs) -> None:
         elif kind == "rejected":  # a batch the store refused: its lines, as they were logged
             for inner in data["lines"]:
                 _read_backup_line(source, inner, inputs)
-        elif kind in ("status", "item_counts"):
+        elif kind in ("status", "merge", "item_counts"):
             inputs.skipped[f"{kind} lines"] += 1
         else:
             raise ValueError(f"unknown line kind {kind!r}")
@@ -217,6 +218,7 @@ def event_from_row(row: dict[str, Any]) -> dict[str, Any]:
     """
     context: dict[str, Any] = dict(row.get("context") or {})
     context.pop("fingerprint", None)
+    context.pop(GROUPING_KEY, None)  # the receiving server records its own
     tags = {str(k): str(v) for k, v in (context.pop("tags", None) or {}).items()}
     component = row.get("component")
     if component and component != (context.get("logger") or "unknown"):

@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from shim.core import grouping, policy, projection, stacktrace
+from shim.core import grouping, grouping_v2, policy, projection, stacktrace
 from shim.core.envelope import parse_event_id
 from shim.core.errors import InvalidEnvelope, InvalidEvent
 from shim.core.levels import normalize_level
 from shim.core.projection import CONTEXT_KEYS
-from shim.core.records import ErrorLog, context_json, new_row_id
+from shim.core.records import GROUPING_KEY, ErrorLog, Grouped, context_json, new_row_id
 from shim.core.scrub import DEFAULT_SCRUBBER, Scrubber, scrub_event
 
 # A UTC time as Python SDKs write it; any other form is parsed and written again.
@@ -213,6 +213,90 @@ def _text(value: object) -> str | None:
     return text or None
 
 
+class _Facts(NamedTuple):
+    """What an event's exceptions and message say, for its row and its grouping."""
+
+    values: list[dict[str, Any]]
+    typed: list[dict[str, Any]]
+    error_type: str | None
+    error_message: str | None
+    message: str
+    template: str | None
+
+
+def _facts(event: dict[str, Any], message: str, template: str | None) -> _Facts:
+    values = exception_values(event)
+    typed = [v for v in values if v.get("type")]
+    if typed:
+        primary = typed[-1]
+        return _Facts(values, typed, str(primary["type"]), _text(primary.get("value")),
+                      message or stacktrace.exception_line(primary), template)
+    # JavaScript's captureMessage sends a synthetic exception with no type: a message.
+    if values and not message:
+        message = str(values[-1].get("value") or "")
+        template = template or message or None
+    return _Facts(values, typed, None, None, message, template)
+
+
+def _stack_trace(event: dict[str, Any], facts: _Facts) -> str | None:
+    if facts.typed:
+        return stacktrace.render(facts.typed)
+    frames = [f for v in facts.values for f in stacktrace.frames_of(v)] or _thread_frames(event)
+    if not frames:
+        return None
+    return stacktrace.render([{"type": "Message", "value": facts.message,
+                               "stacktrace": {"frames": frames}}])
+
+
+def _event_id(event: dict[str, Any], event_id: str | None) -> str:
+    """The envelope's event id, else the event's own, else a new one."""
+    if event_id is not None:
+        return event_id
+    raw_id = event.get("event_id")
+    try:
+        return parse_event_id(raw_id) if raw_id else uuid.uuid4().hex
+    except InvalidEnvelope:
+        raise InvalidEvent(f"event_id {str(raw_id)[:64]!r} is not a UUID") from None
+
+
+def _grouped(event: dict[str, Any], event_id: str, facts: _Facts, level: str,
+             logger: str | None, with_v1: bool) -> Grouped:
+    """Version 2's grouping of the (read and scrubbed) event, and version 1's hash if asked."""
+    if event.get("event_id") != event_id:  # the fallback variant tells events apart by it
+        event = {**event, "event_id": event_id}
+    found = grouping_v2.group(event)
+    return Grouped(found.hash, _v1_fingerprint(event, facts, level, logger) if with_v1 else None,
+                   found.version, found.info())
+
+
+def _v1_fingerprint(event: dict[str, Any], facts: _Facts, level: str, logger: str | None) -> str:
+    """Version 1's fingerprint, as it was computed before version 2 (frozen)."""
+    last = _last_frame(facts.typed)
+    function = _text(last.get("function")) if last else None
+    module = _text(last.get("module")) if last else None
+    variables = {
+        "type": facts.error_type, "error.type": facts.error_type,
+        "error.value": facts.error_message, "level": level, "logger": logger,
+        "message": facts.message, "transaction": _text(event.get("transaction")),
+        "function": function, "stack.function": function,
+        "module": module, "stack.module": module,
+    }
+    return grouping.fingerprint(event.get("fingerprint"), facts.typed, facts.template, variables)
+
+
+def grouping_of(event: object, *, event_id: str | None, scrubber: Scrubber = DEFAULT_SCRUBBER,
+                with_v1: bool = False) -> tuple[str, Grouped]:
+    """The event id and the grouping ``normalize_event`` would give the event, for a caller
+    about to change it (``shim.core.trim`` cuts oversized events after grouping them whole)."""
+    used, text = projection.read(event, scrubber)
+    event = scrub_event(used, scrubber, text)
+    event_id = _event_id(event, event_id)
+    message, template = message_of(event)
+    facts = _facts(event, message, template)
+    return event_id, _grouped(event, event_id, facts, normalize_level(event.get("level")),
+                              _text(event.get("logger")), with_v1)
+
+
 def normalize_event(
     event: object,
     *,
@@ -223,6 +307,8 @@ def normalize_event(
     item_type: str = "event",
     scrubber: Scrubber = DEFAULT_SCRUBBER,
     annotations: dict[str, Any] | None = None,
+    with_v1: bool = False,
+    grouped: Grouped | None = None,
 ) -> ErrorLog:
     """The ``error_logs`` row for one event (with its ``BugSignal`` when the policy says so).
 
@@ -230,58 +316,31 @@ def normalize_event(
     already; either way it is read once, by ``shim.core.projection.read``. Secrets are scrubbed
     first, so nothing derived from the event (message, stack trace, context, fingerprint) ever
     holds them; the caller's value is untouched. ``annotations`` are added to the row's context
-    (``shim.core.trim`` records there what it cut)."""
+    (``shim.core.trim`` records there what it cut).
+
+    The fingerprint is grouping version 2's hash; ``with_v1`` (during the transition from
+    version 1, ``SHIM_GROUPING_TRANSITION_DAYS``) adds version 1's, by which the store finds a
+    bug opened before the upgrade. ``grouped``: the grouping already made (``grouping_of``) of
+    the event as it arrived, for an event about to be cut (``shim.core.trim``)."""
     used, text = projection.read(event, scrubber)
     event = scrub_event(used, scrubber, text)
-    if event_id is None:
-        raw_id = event.get("event_id")
-        try:
-            event_id = parse_event_id(raw_id) if raw_id else uuid.uuid4().hex
-        except InvalidEnvelope:
-            raise InvalidEvent(f"event_id {str(raw_id)[:64]!r} is not a UUID") from None
+    event_id = _event_id(event, event_id)
 
     tags = tags_of(event)
     level = normalize_level(event.get("level"))
     logger = _text(event.get("logger"))
     component = tags.get("component") or logger or "unknown"
     message, template = message_of(event)
-
-    values = exception_values(event)
-    typed = [v for v in values if v.get("type")]
-    if typed:
-        primary = typed[-1]
-        error_type: str | None = str(primary["type"])
-        error_message: str | None = _text(primary.get("value"))
-        stack_trace: str | None = stacktrace.render(typed)
-        message = message or stacktrace.exception_line(primary)
-    else:
-        # JavaScript's captureMessage sends a synthetic exception with no type: a message.
-        error_type = error_message = None
-        if values and not message:
-            message = str(values[-1].get("value") or "")
-            template = template or message or None
-        frames = [f for v in values for f in stacktrace.frames_of(v)] or _thread_frames(event)
-        stack_trace = (
-            stacktrace.render([{"type": "Message", "value": message,
-                                "stacktrace": {"frames": frames}}])
-            if frames else None
-        )
-
+    facts = _facts(event, message, template)
+    if grouped is None:
+        grouped = _grouped(event, event_id, facts, level, logger, with_v1)
+    typed, error_type, error_message = facts.typed, facts.error_type, facts.error_message
+    message = facts.message
     trace = event.get("contexts", {}).get("trace") if isinstance(event.get("contexts"), dict) else None
     request_id = tags.get("request_id") or (
         _text(trace.get("trace_id")) if isinstance(trace, dict) else None
     )
-    last = _last_frame(typed)
-    function = _text(last.get("function")) if last else None
-    module = _text(last.get("module")) if last else None
-    variables = {
-        "type": error_type, "error.type": error_type, "error.value": error_message,
-        "level": level, "logger": logger, "message": message,
-        "transaction": _text(event.get("transaction")),
-        "function": function, "stack.function": function,
-        "module": module, "stack.module": module,
-    }
-    fingerprint = grouping.fingerprint(event.get("fingerprint"), typed, template, variables)
+
     description = "\n".join(
         part for part in (error_message or message, f"Component: {component}",
                           f"Environment: {event.get('environment')}"
@@ -290,7 +349,7 @@ def normalize_event(
     bug = policy.bug_signal(
         level=level, unhandled=_is_unhandled(typed), bug_level=bug_level, component=component,
         error_type=error_type, message=message, description=description,
-        grouping_version=grouping.GROUPING_VERSION,
+        grouping_version=grouped.version,
     )
     return ErrorLog(
         id=new_row_id(),
@@ -299,13 +358,15 @@ def normalize_event(
         log_level=level,
         component=component,
         message=message,
-        context=context_json({**context_of(event, tags), **(annotations or {})}),
+        context=context_json({**context_of(event, tags), **(annotations or {}),
+                              GROUPING_KEY: grouped.info}),
         error_type=error_type,
         error_message=error_message,
-        stack_trace=stack_trace,
+        stack_trace=_stack_trace(event, facts),
         request_id=request_id,
         workspace_id=tags.get("workspace_id") or None,
-        fingerprint=fingerprint,
+        fingerprint=grouped.fingerprint,
+        fingerprint_v1=grouped.fingerprint_v1,
         created_at=iso_utc(event.get("timestamp"), received),
         item_type=item_type,
         bug=bug,

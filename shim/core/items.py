@@ -43,6 +43,13 @@ class Limits:
     bug_level: str
     max_event_bytes: int
     scrubber: Scrubber = DEFAULT_SCRUBBER
+    # Until when events also carry grouping version 1's hash (the transition from it, see
+    # ``shim.core.event.normalize_event``); None: not at all.
+    grouping_v1_until: datetime | None = None
+
+    def with_v1(self, received: datetime) -> bool:
+        """Whether an event received then is also grouped by version 1."""
+        return self.grouping_v1_until is not None and received < self.grouping_v1_until
 
 
 @dataclass
@@ -98,11 +105,12 @@ def ingest_store(
         row, cut = trim.oversized_row(event, size, max_bytes=limits.max_event_bytes,
                                       event_id=None, project_id=project_id, received=received,
                                       bug_level=limits.bug_level, item_type="store",
-                                      scrubber=limits.scrubber)
+                                      scrubber=limits.scrubber,
+                                      with_v1=limits.with_v1(received))
     else:
         row = normalize_event(event, event_id=None, project_id=project_id, received=received,
                               bug_level=limits.bug_level, item_type="store",
-                              scrubber=limits.scrubber)
+                              scrubber=limits.scrubber, with_v1=limits.with_v1(received))
     batch = Batch(error_logs=[row], item_counts={"event": 1},
                   received_at=isoformat_utc(received))
     return Ingested(batch, event_id=row.event_id, trimmed=int(cut))
@@ -143,12 +151,14 @@ def _ingest_item(
             row, cut = trim.oversized_row(
                 _json(item, item.payload), len(item.payload), max_bytes=limits.max_event_bytes,
                 event_id=envelope.event_id, project_id=project_id, received=received,
-                bug_level=limits.bug_level, scrubber=limits.scrubber)
+                bug_level=limits.bug_level, scrubber=limits.scrubber,
+                with_v1=limits.with_v1(received))
             result.trimmed += cut
         else:
             row = normalize_event(_payload(item, limits), event_id=envelope.event_id,
                                   project_id=project_id, received=received,
-                                  bug_level=limits.bug_level, scrubber=limits.scrubber)
+                                  bug_level=limits.bug_level, scrubber=limits.scrubber,
+                                  with_v1=limits.with_v1(received))
         result.batch.error_logs.append(row)
         result.event_id = result.event_id or row.event_id
     elif item.type == "log":

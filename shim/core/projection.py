@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, TypedDict, cast
 import msgspec
 import orjson
 
+from shim.core import grouping_v2
 from shim.core.errors import InvalidEvent
 from shim.core.scrub import DEFAULT_SCRUBBER, Scrubber
 
@@ -46,12 +47,20 @@ CONTEXT_KEYS = (
 """The top-level keys kept in a row's ``context`` (``shim.core.event.context_of``)."""
 
 USED_KEYS = frozenset({*CONTEXT_KEYS, "event_id", "timestamp", "level", "logger", "message",
-                       "logentry", "exception", "threads", "stacktrace", "contexts"})
-"""Top-level keys a row is built from; everything else (modules, spans, debug_meta...) is dropped."""
+                       "logentry", "exception", "threads", "stacktrace", "contexts",
+                       *(grouping_v2.TOP_LEVEL_KEYS - LEGACY_KEYS.keys())})
+"""Top-level keys a row is built from (grouping's among them: security reports, ``template``,
+``culprit``); everything else (modules, spans, debug_meta...) is dropped. Old clients' names of
+parts are mapped to the current ones first (``LEGACY_KEYS``), so only those outside that map are
+listed."""
 
-FRAME_KEYS = ("filename", "abs_path", "module", "function", "lineno", "in_app", "context_line")
-"""Frame fields the stack trace text and the fingerprint use. Local variables and the source lines
-around each frame are never stored, so they are dropped before scrubbing rather than scrubbed."""
+FRAME_KEYS = ("filename", "abs_path", "module", "function", "lineno", "in_app", "context_line",
+              "raw_function", "symbol", "package", "platform")
+"""Frame fields the stack trace text and the fingerprints use. Local variables and the source
+lines around each frame are never stored, so they are dropped before scrubbing rather than
+scrubbed."""
+
+assert set(FRAME_KEYS) >= grouping_v2.FRAME_KEYS, "grouping v2 reads a frame field not kept"
 
 
 class Parts(NamedTuple):
@@ -123,6 +132,10 @@ class _Frame(TypedDict, total=False):
     lineno: Any
     in_app: Any
     context_line: Any
+    raw_function: Any
+    symbol: Any
+    package: Any
+    platform: Any
 
 
 class _Stacktrace(TypedDict, total=False):
@@ -130,13 +143,18 @@ class _Stacktrace(TypedDict, total=False):
 
 
 class _Value(TypedDict, total=False):
-    """One exception (or thread): what the stack trace, the title and the fingerprint read."""
+    """One exception (or thread): what the stack trace, the title and the fingerprint read (a
+    thread's flags and id, an exception's thread id: grouping v2 picks a thread's stack)."""
 
     type: Any
     value: Any
     module: Any
     mechanism: Any
     stacktrace: _Stacktrace
+    thread_id: Any
+    id: Any
+    crashed: Any
+    current: Any
 
 
 class _Values(_Value, total=False):
@@ -177,6 +195,20 @@ class _Event(TypedDict, total=False):
     transaction: Any
     dist: Any
     fingerprint: Any
+    csp: Any
+    expectct: Any
+    expectstaple: Any
+    hpkp: Any
+    template: Any
+    culprit: Any
+
+
+# Raw security reports' names, and old clients' names of interfaces that keep them (grouping v2
+# reads them as they are: ``shim.core.grouping_v2.variants``).
+_Reports = TypedDict("_Reports", {
+    "csp-report": Any, "expect-ct-report": Any, "expect-staple-report": Any,
+    "sentry.interfaces.Template": Any, "sentry.interfaces.Csp": Any,
+}, total=False)
 
 
 # Old clients' names of parts: read only to notice them (the general path maps them).
@@ -187,13 +219,13 @@ _Legacy = TypedDict("_Legacy", {
 }, total=False)
 
 
-class _Read(_Event, _Legacy, total=False):
+class _Read(_Event, _Reports, _Legacy, total=False):
     """What is read of an event."""
 
 
 # The typed dicts above must read exactly what the general path keeps.
 assert tuple(_Frame.__annotations__) == FRAME_KEYS
-assert set(_Event.__annotations__) == USED_KEYS
+assert set(_Event.__annotations__) | set(_Reports.__annotations__) == USED_KEYS
 assert set(_Legacy.__annotations__) == set(LEGACY_KEYS)
 
 # Public: the benchmarks time reading an event with it (bench/floor.py).

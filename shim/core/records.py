@@ -46,6 +46,22 @@ class BugSignal:
     grouping_version: int
 
 
+GROUPING_KEY = "_grouping"
+"""The key of a row's context that says why the event grouped as it did (``Grouped.info``):
+reserved like ``_trimmed``, as no SDK key starts with an underscore."""
+
+
+@dataclass(frozen=True, slots=True)
+class Grouped:
+    """An event's grouping: version 2's hash (the row's ``fingerprint``), version 1's during the
+    transition from it, and why it grouped so (``shim.core.grouping_v2.Grouping.info``)."""
+
+    fingerprint: str
+    fingerprint_v1: str | None
+    version: int
+    info: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class ErrorLog:
     """One row of ``error_logs``; ``bug`` is set when this event also counts towards a bug.
@@ -71,6 +87,9 @@ class ErrorLog:
     created_at: str  # ISO 8601, UTC, microseconds
     item_type: str = "event"  # event | log | store
     bug: BugSignal | None = None
+    # Version 1's hash during the transition to version 2 (``shim.core.event``): a store that
+    # finds no bug by ``fingerprint`` attaches the event to the bug of this one.
+    fingerprint_v1: str | None = None
 
     def context_object(self) -> dict[str, Any]:
         """``context`` read back, for the few that look inside it (storm slimming, tests)."""
@@ -107,6 +126,25 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class BugMerge:
+    """An operator's merge or unmerge, logged like a status change so that a restore replays it
+    in order; ``change_id`` makes applying it twice harmless.
+
+    ``merge``: the bugs ``others`` are folded into ``bug`` (their counts, times, logs and hashes;
+    each is left marked ``merged_into`` it), so later events of any of them count on ``bug``.
+    ``unmerge``: each of ``hashes`` leaves ``bug`` with the logs of that fingerprint, for the bug
+    it was merged from (which comes back) or else a new bug."""
+
+    change_id: str
+    kind: str  # merge | unmerge
+    bug_number: str
+    others: tuple[str, ...] = ()  # merge: the bug numbers folded in
+    hashes: tuple[str, ...] = ()  # unmerge: the hashes split out
+    at: str = ""
+    by: str | None = None
+
+
+@dataclass(frozen=True)
 class Batch:
     """Everything one request (or one CLI command) hands to the writer."""
 
@@ -115,6 +153,7 @@ class Batch:
     item_counts: dict[str, int] = field(default_factory=dict)
     status_changes: list[StatusChange] = field(default_factory=list)
     received_at: str = ""  # ISO 8601 UTC; the store's received_at, created_at and updated_at
+    merges: list[BugMerge] = field(default_factory=list)
 
     @property
     def day(self) -> str:
@@ -122,7 +161,14 @@ class Batch:
         return self.received_at[:10]
 
     def is_empty(self) -> bool:
-        return not (self.error_logs or self.check_ins or self.item_counts or self.status_changes)
+        return not (self.error_logs or self.check_ins or self.item_counts or self.status_changes
+                    or self.merges)
+
+    @property
+    def changes_bugs(self) -> bool:
+        """An operator's change (status, assignee, merge): applied after the batch's events,
+        between the events before and after it."""
+        return bool(self.status_changes or self.merges)
 
 
 @dataclass(frozen=True)

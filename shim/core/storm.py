@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shim.core.records import ErrorLog, context_json
+from shim.core.records import GROUPING_KEY, ErrorLog, context_json
 
 WINDOW = 3600.0
 MESSAGE_KEEP = 500
@@ -59,7 +59,7 @@ class StormGuard:
 
     def _slim(self, row: ErrorLog, count: int) -> ErrorLog:
         self.slimmed += 1
-        kept = ("tags", "environment", "release", "server_name")
+        kept = ("tags", "environment", "release", "server_name", GROUPING_KEY)
         full = row.context_object()
         context: dict[str, Any] = {key: full[key] for key in kept if key in full}
         context["storm"] = {"slimmed": True, "repeat_in_window": count,
@@ -72,4 +72,5 @@ class StormGuard:
             context=context_json(context),
             error_type=row.error_type, error_message=row.error_message, stack_trace=None,
             request_id=row.request_id, workspace_id=row.workspace_id, fingerprint=row.fingerprint,
-            created_at=row.created_at, item_type=row.item_type, bug=row.bug)
+            created_at=row.created_at, item_type=row.item_type, bug=row.bug,
+            fingerprint_v1=row.fingerprint_v1)

@@ -32,7 +32,6 @@ trimmed event joins the same bug as it would have whole.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +40,8 @@ from typing import Any
 import orjson
 
 from shim.core.errors import InvalidEvent, PayloadTooLarge
-from shim.core.event import exception_values, normalize_event, tags_of
+from shim.core.event import exception_values, grouping_of, normalize_event, tags_of
+from shim.core.grouping_v2 import TOP_LEVEL_KEYS
 from shim.core.projection import FRAME_KEYS, LEGACY_KEYS, USED_KEYS
 from shim.core.records import ErrorLog
 from shim.core.scrub import DEFAULT_SCRUBBER, Scrubber
@@ -62,10 +62,9 @@ _CORE = ((1024, 4, 16), (256, 2, 4), (64, 1, 1), (16, 1, 1))
 _CORE_SCALARS = ("event_id", "timestamp", "level", "platform", "logger", "transaction",
                  "release", "environment", "server_name", "dist")
 _CORE_TAGS = ("component", "workspace_id", "request_id")
-# What the fingerprint is computed from (``normalize_event``: ``grouping.fingerprint``'s custom
-# fingerprint, exceptions, template and variables), old clients' names included.
-GROUPING_KEYS = ("exception", "logentry", "message", "fingerprint", "level", "logger",
-                 "transaction", "sentry.interfaces.Exception", "sentry.interfaces.Message")
+# What the fingerprints are computed from: what grouping version 2 reads (old clients' names
+# included), and the event id, which a row's grouping uses when nothing else decides.
+GROUPING_KEYS = tuple(sorted(TOP_LEVEL_KEYS))
 
 
 @dataclass
@@ -388,21 +387,19 @@ def trim(event: dict[str, Any], max_bytes: int, received_bytes: int,
 
 def oversized_row(event: object, received_bytes: int, *, max_bytes: int,
                   event_id: str | None, project_id: str, received: datetime, bug_level: str,
-                  item_type: str = "event", scrubber: Scrubber = DEFAULT_SCRUBBER
-                  ) -> tuple[ErrorLog, bool]:
+                  item_type: str = "event", scrubber: Scrubber = DEFAULT_SCRUBBER,
+                  with_v1: bool = False) -> tuple[ErrorLog, bool]:
     """The row of an event that arrived larger than ``max_bytes``, and whether anything was cut:
-    trimmed to fit, with ``context["_trimmed"]`` saying what was cut, and the fingerprint of the
-    event as it arrived (computed before any cut from the parts grouping reads)."""
+    trimmed to fit, with ``context["_trimmed"]`` saying what was cut, and the grouping of the
+    event as it arrived (made once, before any cut, from the parts grouping reads)."""
     if not isinstance(event, dict):
         raise InvalidEvent(f"event must be a JSON object, got {type(event).__name__}")
-    grouped = normalize_event({k: event[k] for k in GROUPING_KEYS if k in event},
-                              event_id=event_id, project_id=project_id, received=received,
-                              bug_level=bug_level, item_type=item_type, scrubber=scrubber)
+    event_id, grouped = grouping_of({k: event[k] for k in GROUPING_KEYS if k in event},
+                                    event_id=event_id, scrubber=scrubber, with_v1=with_v1)
     trimmed = trim(event, max_bytes, received_bytes, scrubber)
     cut = bool(trimmed.steps)  # else its compact JSON fits: nothing was cut
     row = normalize_event(event, event_id=event_id, project_id=project_id, received=received,
                           bug_level=bug_level, item_type=item_type, scrubber=scrubber,
-                          annotations={"_trimmed": trimmed.record} if cut else None)
-    if not cut:
-        return row, False
-    return dataclasses.replace(row, fingerprint=grouped.fingerprint), True
+                          annotations={"_trimmed": trimmed.record} if cut else None,
+                          grouped=grouped)
+    return row, cut

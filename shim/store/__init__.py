@@ -59,6 +59,11 @@ class Store(Protocol):
         already its own): one process of all those sharing the store runs the hourly prune."""
         ...
 
+    def grouping_since(self) -> str | None:
+        """When the transition from grouping version 1 to 2 started (ISO 8601 UTC): the
+        migration that brought version 2 to a database that had bugs. None: no transition."""
+        ...
+
     def summary(self) -> dict[str, Any]:
         """What ``/healthz`` says about the store."""
         ...
@@ -73,6 +78,10 @@ class Store(Protocol):
     def get_bug(self, bug_number: str) -> dict[str, Any] | None: ...
 
     def status_history(self, bug_id: str) -> list[dict[str, Any]]: ...
+
+    def bug_hashes(self, bug_id: str) -> list[dict[str, Any]]:
+        """The hashes events find the bug by (``hash``, ``grouping_version``), by version."""
+        ...
 
     def list_logs(self, level: str | None = None, component: str | None = None,
                   bug_id: str | None = None, after: int | None = None,

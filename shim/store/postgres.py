@@ -168,6 +168,12 @@ class PostgresStore(PostgresBrowse):  # the web page's reads: postgres_browse
         assert row is not None
         return row
 
+    def grouping_since(self) -> str | None:
+        if not self._migrated:
+            self.migrate()
+        found = self._all("SELECT value FROM shim_meta WHERE key = 'grouping_v2_since'")
+        return str(found[0]["value"]) if found else None
+
     # Reads: same arguments and row shapes as SQLiteReads.
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -192,6 +198,12 @@ class PostgresStore(PostgresBrowse):  # the web page's reads: postgres_browse
             return []
         return self._all("SELECT * FROM status_changes WHERE bug_id = %s::uuid ORDER BY at",
                          (bug_id,))
+
+    def bug_hashes(self, bug_id: str) -> list[dict[str, Any]]:
+        if not is_uuid(bug_id):
+            return []
+        return self._all("SELECT hash, grouping_version FROM bug_hashes WHERE bug_id = %s::uuid"
+                         " ORDER BY grouping_version, hash", (bug_id,))
 
     def list_logs(self, level: str | None = None, component: str | None = None,
                   bug_id: str | None = None, after: int | None = None,

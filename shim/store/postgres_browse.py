@@ -21,7 +21,7 @@ class PostgresBrowse:
         raise NotImplementedError  # PostgresStore's
 
     def search_bugs(self, query: BugQuery) -> list[dict[str, Any]]:
-        where: list[str] = []
+        where: list[str] = ["merged_into IS NULL"]  # a merged bug lives on in the one it joined
         params: list[Any] = []
         if query.statuses:
             where.append("status = ANY(%s)")

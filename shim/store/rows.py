@@ -34,8 +34,9 @@ def is_uuid(value: str) -> bool:
     return True
 
 
-# Reads. A condition is (column, operator, value), the operator one of "=", ">=", ">" and "in";
-# each backend writes the conditions in its own language (SQL, or PostgREST's filters).
+# Reads. A condition is (column, operator, value), the operator one of "=", ">=", ">", "in" and
+# "is" (with None: the column is null); each backend writes the conditions in its own language
+# (SQL, or PostgREST's filters).
 Condition = tuple[str, str, Any]
 
 
@@ -46,8 +47,8 @@ def levels_from(level: str) -> list[str]:
 
 def bug_conditions(status: str | None, component: str | None, workspace: str | None,
                    since: str | None) -> list[Condition]:
-    """Which bugs ``list_bugs`` keeps."""
-    conditions: list[Condition] = [
+    """Which bugs ``list_bugs`` keeps: never one merged into another (its events count there)."""
+    conditions: list[Condition] = [("merged_into", "is", None)] + [
         (column, "=", value) for column, value in (
             ("status", status), ("component", component), ("workspace_id", workspace))
         if value is not None]
@@ -90,6 +91,8 @@ def sql_where(conditions: Sequence[Condition], mark: str, prefix: str = "",
         if operator == "in":
             parts.append(f"{prefix}{column} IN ({','.join([placeholder] * len(value))})")
             params.extend(value)
+        elif operator == "is":
+            parts.append(f"{prefix}{column} IS NULL")
         else:
             parts.append(f"{prefix}{column} {operator} {placeholder}")
             params.append(value)
@@ -129,7 +132,7 @@ def log_row(row: dict[str, Any], bug_number: str | None) -> dict[str, Any]:
     return {"cursor": row.pop("seq"), **row, "bug_number": bug_number}
 
 
-# Writes through shim_ingest (migrations/postgres/0001_initial.sql, replaced by 0003).
+# Writes through shim_ingest (migrations/postgres/0001_initial.sql, replaced by 0003, then 0004).
 
 def _without_nul(value: Any) -> Any:
     """Postgres text and jsonb cannot hold U+0000, which SDK payloads may carry."""
@@ -161,7 +164,8 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int, reuse_json: bool
                 "error_type": row.error_type,
                 "error_message": row.error_message, "stack_trace": row.stack_trace,
                 "request_id": row.request_id, "workspace_id": row.workspace_id,
-                "fingerprint": row.fingerprint, "item_type": row.item_type,
+                "fingerprint": row.fingerprint, "fingerprint_v1": row.fingerprint_v1,
+                "item_type": row.item_type,
                 "created_at": row.created_at,
                 "bug": None if row.bug is None else {
                     "title": row.bug.title, "description": row.bug.description,
@@ -180,6 +184,12 @@ def ingest_payload(batches: Sequence[Batch], related_logs: int, reuse_json: bool
                 "change_id": s.change_id, "bug_number": s.bug_number, "status": s.status,
                 "assignee": s.assignee, "at": s.at, "by": s.by,
             } for s in batch.status_changes],
+            "merges": [{
+                "change_id": m.change_id, "kind": m.kind, "bug_number": m.bug_number,
+                "others": list(m.others), "hashes": list(m.hashes), "at": m.at, "by": m.by,
+                # the id a hash split out into a new bug gets (the store has no uuid5)
+                "new_ids": {h: bug_id_for(h) for h in m.hashes},
+            } for m in batch.merges],
         } for batch in batches],
     }
     text = _dumps(payload)

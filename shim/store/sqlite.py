@@ -18,12 +18,12 @@ from typing import Any
 
 import orjson
 
-from shim.core.policy import escalated
 from shim.core.records import Batch, ErrorLog, StatusChange, Stored
 from shim.store import StoreUnavailable
 from shim.store.checkpoint import Checkpointer
-from shim.store.rows import bug_id_for
 from shim.store.sqlite_browse import SQLiteBrowse
+from shim.store.sqlite_bugs import SQLiteBugs
+from shim.store.sqlite_merge import apply_merge
 from shim.store.sqlite_retention import SQLiteRetention
 from shim.writer.held import Held
 
@@ -67,7 +67,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
-class SQLiteStore(SQLiteBrowse, SQLiteRetention):  # reads: sqlite_reads, sqlite_browse
+class SQLiteStore(SQLiteBrowse, SQLiteBugs, SQLiteRetention):  # reads: sqlite_reads, sqlite_browse
     overlaps_commits = False  # it commits in this process, mostly holding the GIL (shim/writer/group.py)
 
     def __init__(self, path: str, related_logs: int = 20, busy_timeout: float = 5.0,
@@ -187,16 +187,18 @@ class SQLiteStore(SQLiteBrowse, SQLiteRetention):  # reads: sqlite_reads, sqlite
         return results
 
     def _write(self, batches: Sequence[Batch], checked: bool = False) -> list[list[Stored]]:
-        """Events in runs; an operator's status change applies between the runs around it, so a
-        replay of the log keeps "resolved, then it happened again" in that order."""
+        """Events in runs; an operator's change (status, merge) applies between the runs around
+        it, so a replay of the log keeps "resolved, then it happened again" in that order."""
         results: list[list[Stored]] = []
         run: list[Batch] = []
         for batch in batches:
-            if batch.status_changes:
+            if batch.changes_bugs:
                 results.extend(self._write_events(run, checked))
                 results.extend(self._write_events([batch], checked))
                 for change in batch.status_changes:
                     self._apply_status(change)
+                for merge in batch.merges:
+                    apply_merge(self.db, merge, self.related_logs)
                 run = []
             else:
                 run.append(batch)
@@ -216,11 +218,8 @@ class SQLiteStore(SQLiteBrowse, SQLiteRetention):  # reads: sqlite_reads, sqlite
                 fresh.append((row, received_at))
         fresh_ids = {id(row) for row, _ in fresh}
 
-        by_fingerprint: dict[str, list[tuple[ErrorLog, str]]] = {}
-        for row, received_at in fresh:
-            if row.bug is not None:
-                by_fingerprint.setdefault(row.fingerprint, []).append((row, received_at))
-        bugs = {fp: self._upsert_bug(group) for fp, group in by_fingerprint.items()}
+        bugs = self._upsert_bugs([(row, received_at) for row, received_at in fresh
+                                  if row.bug is not None])
 
         inserted = self.db.executemany(_INSERT_LOG_CHECKED if checked else INSERT_ERROR_LOG, [
             (row.id, row.event_id, row.project_id, row.log_level, row.component, row.message,
@@ -268,49 +267,10 @@ class SQLiteStore(SQLiteBrowse, SQLiteRetention):  # reads: sqlite_reads, sqlite
                 f"SELECT event_id FROM error_logs WHERE event_id IN ({marks})", chunk))
         return found
 
-    def _upsert_bug(self, group: list[tuple[ErrorLog, str]]) -> tuple[str, str]:
-        """Open or update the bug of one fingerprint for every new event of it in this write."""
-        first, first_received = group[0]
-        signal = first.bug
-        assert signal is not None
-        times = sorted(r.created_at for r, _ in group)
-        updated_at = max(received for _, received in group)
-        new_ids = [r.id for r, _ in group]
+    def grouping_since(self) -> str | None:
         found = self.db.execute(
-            "SELECT id, bug_number, status, severity, priority, related_log_ids, first_occurred_at,"
-            " last_occurred_at FROM bugs WHERE fingerprint = ?", (first.fingerprint,)).fetchone()
-        signals = [r.bug for r, _ in group if r.bug is not None]
-        if found is None:
-            severity, priority = escalated(signals)
-            (number,) = self.db.execute(
-                "UPDATE sequences SET value = value + 1 WHERE name = 'bug_number' RETURNING value"
-            ).fetchone()
-            bug_id, bug_number = bug_id_for(first.fingerprint), f"BUG-{number:05d}"
-            self.db.execute(
-                "INSERT INTO bugs (id, bug_number, title, description, severity, priority, status,"
-                " component, workspace_id, error_type, error_message, stack_trace, fingerprint,"
-                " grouping_version, occurrence_count, first_occurred_at, last_occurred_at,"
-                " related_log_ids, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (bug_id, bug_number, signal.title, signal.description, severity,
-                 priority, first.component, first.workspace_id, first.error_type,
-                 first.error_message, first.stack_trace, first.fingerprint,
-                 signal.grouping_version, len(group), times[0], times[-1],
-                 _json(new_ids[-self.related_logs:]), first_received, updated_at))
-            return bug_id, bug_number
-        severity, priority = escalated(signals, (found["severity"], found["priority"]))
-        related_ids = [*orjson.loads(found["related_log_ids"]), *new_ids][-self.related_logs:]
-        regression = found["status"] == "resolved"
-        self.db.execute(
-            "UPDATE bugs SET occurrence_count = occurrence_count + ?, first_occurred_at = ?,"
-            " last_occurred_at = ?, related_log_ids = ?, severity = ?, priority = ?,"
-            " status = CASE WHEN ? THEN 'open' ELSE status END,"
-            " is_regression = CASE WHEN ? THEN 1 ELSE is_regression END, updated_at = ?"
-            " WHERE id = ?",
-            (len(group), min(found["first_occurred_at"], times[0]),
-             max(found["last_occurred_at"], times[-1]), _json(related_ids), severity,
-             priority, regression, regression, updated_at, found["id"]))
-        return found["id"], found["bug_number"]
+            "SELECT value FROM shim_meta WHERE key = 'grouping_v2_since'").fetchone()
+        return None if found is None else str(found[0])
 
     def _apply_status(self, change: StatusChange) -> None:
         """Apply an operator's change once (a replayed change id is skipped)."""

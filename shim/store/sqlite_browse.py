@@ -25,7 +25,7 @@ class SQLiteBrowse(SQLiteReads):
         at the page's size, then merged: SQLite would otherwise sort every matching bug (no index
         orders bugs of several statuses, or of all, by time). The first-seen and count orders
         have no index: those sort the matching bugs."""
-        where: list[str] = []
+        where: list[str] = ["merged_into IS NULL"]  # a merged bug lives on in the one it joined
         params: list[Any] = []
         for column, value in query.equal_columns():
             where.append(f"{column} = ?")

@@ -51,6 +51,10 @@ class SQLiteReads:
     def status_history(self, bug_id: str) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM status_changes WHERE bug_id = ? ORDER BY at", (bug_id,))
 
+    def bug_hashes(self, bug_id: str) -> list[dict[str, Any]]:
+        return self._all("SELECT hash, grouping_version FROM bug_hashes WHERE bug_id = ?"
+                         " ORDER BY grouping_version, hash", (bug_id,))
+
     def list_logs(
         self,
         level: str | None = None,

@@ -61,6 +61,8 @@ def _filtered(query: Query, conditions: Sequence[rows.Condition]) -> Query:
     for column, operator, value in conditions:
         if operator == "in":
             query = query.in_(column, value)
+        elif operator == "is":
+            query = query.is_(column, "null")
         else:
             query = {"=": query.eq, ">=": query.gte, ">": query.gt}[operator](column, value)
     return query
@@ -192,6 +194,11 @@ class SupabaseStore(SupabaseBrowse):  # the web page's reads: supabase_browse
             q = q.gte(*since)
         return int(self._run(q).count or 0)
 
+    def grouping_since(self) -> str | None:
+        found = self._rows(lambda: self.client.table("shim_meta").select("value")
+                           .eq("key", "grouping_v2_since"), 1)
+        return str(found[0]["value"]) if found else None
+
     def list_bugs(self, status: str | None = None, component: str | None = None,
                   workspace: str | None = None, since: str | None = None, sort: str = "last",
                   limit: int = 50) -> list[dict[str, Any]]:
@@ -214,6 +221,12 @@ class SupabaseStore(SupabaseBrowse):  # the web page's reads: supabase_browse
             return []
         return self._rows(lambda: self.client.table("status_changes").select("*")
                           .eq("bug_id", bug_id).order("at"))
+
+    def bug_hashes(self, bug_id: str) -> list[dict[str, Any]]:
+        if not is_uuid(bug_id):
+            return []
+        return self._rows(lambda: self.client.table("bug_hashes").select("hash,grouping_version")
+                          .eq("bug_id", bug_id).order("grouping_version").order("hash"))
 
     def list_logs(self, level: str | None = None, component: str | None = None,
                   bug_id: str | None = None, after: int | None = None,

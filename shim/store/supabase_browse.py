@@ -53,7 +53,7 @@ class SupabaseBrowse:
             return []
 
         def base() -> Query:
-            q = self.client.table("bugs").select("*")
+            q = self.client.table("bugs").select("*").is_("merged_into", "null")
             if query.statuses:
                 q = q.in_("status", list(query.statuses))
             for column, value in query.equal_columns():

@@ -262,7 +262,7 @@ class Writer:
             results = [[Stored(r.event_id, duplicate=False, bug_id=None, bug_number=None)
                         for r in b.error_logs] for b in batches]
         elif any(r.bug_id for stored in results for r in stored) or any(
-                b.status_changes for b in batches):
+                b.changes_bugs for b in batches):
             self.bugs_changed += 1
         self._answer([(p.done, stored, None)
                       for p, stored in zip(pending, results, strict=True)])

@@ -87,7 +87,8 @@ def sift(batches: Sequence[Batch], held: Held) -> Sifted:
             rows = [row for row, new in zip(batch.error_logs, kept_rows, strict=True) if new]
             left = Batch(error_logs=rows, check_ins=check_ins,
                          item_counts=_counts(batch, rows, check_ins),
-                         status_changes=batch.status_changes, received_at=batch.received_at)
+                         status_changes=batch.status_changes, received_at=batch.received_at,
+                         merges=batch.merges)
         if left.is_empty():
             plan.append((None, kept_rows))
         else:

@@ -22,7 +22,15 @@ from typing import Any
 
 import orjson
 
-from shim.core.records import Batch, BugSignal, CheckIn, ErrorLog, StatusChange, context_json
+from shim.core.records import (
+    Batch,
+    BugMerge,
+    BugSignal,
+    CheckIn,
+    ErrorLog,
+    StatusChange,
+    context_json,
+)
 
 FORMAT = 1
 MARKER = ".applied"
@@ -66,6 +74,8 @@ def batch_lines(batch: Batch) -> list[bytes]:
         _dumps({"v": FORMAT, "kind": "status", "change": change}) + b"\n"
         for change in batch.status_changes
     ]
+    lines += [_dumps({"v": FORMAT, "kind": "merge", "merge": merge}) + b"\n"
+              for merge in batch.merges]
     return lines
 
 
@@ -107,6 +117,11 @@ def parse_line(line: bytes) -> Batch:
     if kind == "status":
         change = StatusChange(**data["change"])
         return Batch(status_changes=[change], received_at=change.at)
+    if kind == "merge":
+        fields = data["merge"]
+        merge = BugMerge(**fields | {"others": tuple(fields.get("others") or ()),
+                                     "hashes": tuple(fields.get("hashes") or ())})
+        return Batch(merges=[merge], received_at=merge.at)
     raise ValueError(f"unknown line kind {kind!r}")
 
 

@@ -75,13 +75,13 @@ def pack(batches: Sequence[Batch]) -> list[tuple[Any, ...]]:
                 values = (*values[:_BUG_AT], _BUG_VALUES(row.bug), *values[_BUG_AT + 1:])
             rows.append(values)
         packed.append((batch.received_at, rows, batch.check_ins, batch.item_counts,
-                       batch.status_changes))
+                       batch.status_changes, batch.merges))
     return packed
 
 
 def unpack(packed: list[tuple[Any, ...]]) -> list[Batch]:
     batches = []
-    for received_at, rows, check_ins, item_counts, status_changes in packed:
+    for received_at, rows, check_ins, item_counts, status_changes, merges in packed:
         error_logs = []
         for values in rows:
             bug = values[_BUG_AT]
@@ -89,7 +89,8 @@ def unpack(packed: list[tuple[Any, ...]]) -> list[Batch]:
                 values = (*values[:_BUG_AT], BugSignal(*bug), *values[_BUG_AT + 1:])
             error_logs.append(ErrorLog(*values))
         batches.append(Batch(error_logs=error_logs, check_ins=check_ins, item_counts=item_counts,
-                             status_changes=status_changes, received_at=received_at))
+                             status_changes=status_changes, received_at=received_at,
+                             merges=merges))
     return batches
 
 

@@ -27,6 +27,7 @@ class RestoreReport:
     duplicates: int = 0
     check_ins: int = 0
     status_changes: int = 0
+    merges: int = 0
     unreadable: list[str] = field(default_factory=list)
     torn: list[str] = field(default_factory=list)
 
@@ -59,6 +60,7 @@ def restore(source: Path, store: Store) -> RestoreReport:
             continue
         report.check_ins += len(batch.check_ins)
         report.status_changes += len(batch.status_changes)
+        report.merges += len(batch.merges)
         chunk.append(batch)
         if len(chunk) >= CHUNK:
             flush()

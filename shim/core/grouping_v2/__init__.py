@@ -111,7 +111,6 @@ def _grouping(variant: Variant) -> Grouping:
 
 
 def _digest(variant: str, parts: list[str]) -> str:
-    digest = hashlib.sha256(f"v{GROUPING_VERSION}\n{variant}".encode())
-    for part in parts:
-        digest.update(b"\n" + part.encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()[:32]
+    """The hash of the version, the variant and the parts, one per line (encoded once)."""
+    text = "\n".join((f"v{GROUPING_VERSION}\n{variant}", *parts))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]

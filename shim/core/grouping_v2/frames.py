@@ -26,7 +26,6 @@ changes between builds, deploys and runs does not split a group:
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any
 
@@ -46,25 +45,37 @@ _READ = ("platform", "module", "filename", "abs_path", "function", "raw_function
          "context_line")
 
 
+_KNOWN: dict[tuple[Any, ...], str | None] = {}
+"""Keys of frames seen: one call site's frames repeat in every event it sends, so each is
+normalised once. Only frames whose names are all within ``NAME_LIMIT`` are kept (a few MB at
+most); the dict is emptied when it reaches ``_KNOWN_MAX`` entries."""
+_KNOWN_MAX = 16384
+
+
 def frame_key(frame: dict[str, Any], platform: str) -> str | None:
     """The frame's contribution as one string (``module|function``, ``file|line``...), or None
     when nothing of it may count."""
-    # One call site's frames repeat in every event it sends: each is normalised once.
     get = frame.get
     fields: tuple[Any, ...] = (get("platform"), get("module"), get("filename"), get("abs_path"),
                                get("function"), get("raw_function"), get("symbol"),
-                               get("context_line"))
-    if any(isinstance(v, str) and len(v) > NAME_LIMIT for v in fields):
-        fields = tuple(v[:NAME_LIMIT] if isinstance(v, str) else v for v in fields)
+                               get("context_line"), platform)
     try:
-        return _key_of(fields, platform)
+        return _KNOWN[fields]  # a frame seen before (its names were checked then)
+    except KeyError:
+        pass
     except TypeError:  # a field that is a list or an object: not a key, and not a name either
-        return _key_of(tuple(v if isinstance(v, str) else None for v in fields), platform)
+        fields = tuple(v if isinstance(v, str) else None for v in fields)
+    if any(isinstance(v, str) and len(v) > NAME_LIMIT for v in fields):
+        return _key_of(tuple(v[:NAME_LIMIT] if isinstance(v, str) else v for v in fields))
+    if len(_KNOWN) >= _KNOWN_MAX:
+        _KNOWN.clear()
+    key = _KNOWN[fields] = _key_of(fields)
+    return key
 
 
-@functools.lru_cache(maxsize=16384)  # at most a few MB
-def _key_of(fields: tuple[str | None, ...], platform: str) -> str | None:
-    frame = {key: value for key, value in zip(_READ, fields, strict=True)
+def _key_of(fields: tuple[str | None, ...]) -> str | None:
+    *named, platform = fields
+    frame = {key: value for key, value in zip(_READ, named, strict=True)
              if isinstance(value, str)}
     platform = str(frame.get("platform") or platform or "").lower()
     if platform in NATIVE:
