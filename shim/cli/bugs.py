@@ -40,6 +40,20 @@ def _open(settings: Settings) -> Store:
     return open_store(settings.database_url, related_logs=settings.related_logs)
 
 
+def log_and_apply(settings: Settings, store: Store, batch: Batch) -> None:
+    """An operator's change (status, assignee, merge): appended to the backup log, then applied
+    to the store, as the server's writer does; the bugs snapshot rewritten after it."""
+    journal = Journal(BackupLog(settings.backup_dir / "logs"), store)
+    if journal.commit([batch]) is None:
+        print("the store is behind its backup log: the change is logged and will apply "
+              "when the server catches up", file=sys.stderr)
+        return
+    try:
+        write_snapshot(iter_bugs(store), settings.backup_dir)
+    except OSError as exc:
+        print(f"shim: the bugs snapshot was not rewritten: {exc}", file=sys.stderr)
+
+
 def _print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
 
@@ -215,16 +229,7 @@ def change_bugs(settings: Settings, numbers: list[str], status: str | None,
         at = _now().isoformat(timespec="microseconds")
         changes = [StatusChange(change_id=uuid.uuid4().hex, bug_number=n, status=status,
                                 assignee=assignee, at=at, by=by) for n in wanted]
-        journal = Journal(BackupLog(settings.backup_dir / "logs"), store)
-        applied = journal.commit([Batch(status_changes=changes, received_at=at)])
-        if applied is None:
-            print("the store is behind its backup log: the change is logged and will apply "
-                  "when the server catches up", file=sys.stderr)
-        else:
-            try:
-                write_snapshot(iter_bugs(store), settings.backup_dir)
-            except OSError as exc:
-                print(f"shim: the bugs snapshot was not rewritten: {exc}", file=sys.stderr)
+        log_and_apply(settings, store, Batch(status_changes=changes, received_at=at))
         return [bug for n in wanted if (bug := store.get_bug(n)) is not None]
     finally:
         store.close()

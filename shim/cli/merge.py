@@ -8,17 +8,13 @@ a replay harmless.
 from __future__ import annotations
 
 import argparse
-import sys
 import uuid
 from typing import Any
 
-from shim.cli.bugs import CommandError, _now, _open, _print_json, bug_number
+from shim.cli.bugs import CommandError, _now, _open, _print_json, bug_number, log_and_apply
 from shim.core.records import Batch, BugMerge
 from shim.settings import Settings
 from shim.store import Store, iter_bugs
-from shim.writer.journal import Journal
-from shim.writer.log import BackupLog
-from shim.writer.snapshot import write_snapshot
 
 
 def cmd_merge(settings: Settings, args: argparse.Namespace) -> int:
@@ -70,16 +66,7 @@ def _apply(settings: Settings, merge: BugMerge, check: Any) -> list[dict[str, An
     store = _open(settings)
     try:
         check(store)
-        journal = Journal(BackupLog(settings.backup_dir / "logs"), store)
-        applied = journal.commit([Batch(merges=[merge], received_at=merge.at)])
-        if applied is None:
-            print("the store is behind its backup log: the change is logged and will apply "
-                  "when the server catches up", file=sys.stderr)
-        else:
-            try:
-                write_snapshot(iter_bugs(store), settings.backup_dir)
-            except OSError as exc:
-                print(f"shim: the bugs snapshot was not rewritten: {exc}", file=sys.stderr)
+        log_and_apply(settings, store, Batch(merges=[merge], received_at=merge.at))
         touched = [merge.bug_number, *merge.others]
         if merge.kind == "unmerge":  # the bugs whose own fingerprints the hashes are
             touched += [b["bug_number"] for b in iter_bugs(store)
