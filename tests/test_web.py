@@ -290,6 +290,9 @@ def test_the_bug_page_shows_the_stack_trace_and_the_event(client: TestClient,
     assert "[Filtered]" in text and "hunter2" not in text  # scrubbed stays scrubbed
     assert 'aria-disabled="true"' in text  # the only event: no previous, no next
     assert '<svg class="chart"' in text
+    # Why it grouped here: the variant and what contributed (the row's context._grouping).
+    assert "Grouped by <strong>exception</strong> (grouping version 2)" in text
+    assert "parse_page" in text.split('<pre class="grouping">', 1)[1].split("</pre>", 1)[0]
     assert f"### {number}: " in text  # the Markdown export, in its textarea
     event_id = re.search(r'href="/bugs/[^/]+/events/([0-9a-f]+)\.json"', text)
     assert event_id
