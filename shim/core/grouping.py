@@ -27,9 +27,8 @@ GROUPING_VERSION = 1
 
 # The scheme and the e-mail local part are bounded (32 and 64 characters): unbounded, every start
 # position in a long run of letters would rescan the rest of the run, and a 1 MB message would take
-# hours instead of milliseconds. Version 2 masks with the same patterns (shim.core.grouping_v2):
-# they are part of both versions' hashes, so they never change; a change is a new version.
-MASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+# hours instead of milliseconds.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), placeholder)
     for pattern, placeholder in (
         (r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^\s'\"<>]+", "<url>"),
@@ -57,7 +56,7 @@ def normalize_message(text: str) -> str:
 
 
 def _normalize(text: str) -> str:
-    for pattern, placeholder in MASKS:
+    for pattern, placeholder in _PATTERNS:
         # An e-mail address has an @: without one the pattern, which tries up to 64 characters
         # at every position of a run of letters, is skipped (2 s for a 3 MB message otherwise).
         if placeholder != "<email>" or "@" in text:

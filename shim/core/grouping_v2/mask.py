@@ -11,15 +11,32 @@ few kB before grouping, so a difference beyond that point never decided a group 
 from __future__ import annotations
 
 import functools
-
-from shim.core.grouping import MASKS
+import re
 
 MASKED_PREFIX = 4096
 """How many characters of a text are masked and grouped on; the rest never counts."""
 
-# The same placeholders as version 1 (``shim.core.grouping.MASKS``, each pattern linear on its
-# input): version 2 changes what is masked (a bounded prefix), not how.
-_PATTERNS = MASKS
+# Each pattern is linear on its input: the scheme and the e-mail local part are bounded, as in
+# version 1, so no start position rescans an unbounded run. They are version 1's patterns, kept
+# here rather than imported: each version's hashing code stands alone (tests/test_layers.py), so
+# neither can change the other's hashes.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), placeholder)
+    for pattern, placeholder in (
+        (r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^\s'\"<>]+", "<url>"),
+        (r"[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+", "<email>"),
+        (r"\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\b",
+         "<uuid>"),
+        (r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?",
+         "<date>"),
+        (r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b", "<time>"),
+        (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>"),
+        (r"\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}\b", "<ip>"),
+        (r"\b0[xX][0-9a-fA-F]+\b", "<hex>"),
+        (r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b", "<hex>"),
+        (r"\d+(?:\.\d+)?", "<num>"),
+    )
+)
 
 
 def mask(text: str) -> str:
