@@ -34,6 +34,7 @@ from shim.cli.channels import add_commands as add_channel_commands
 from shim.cli.format import parse_duration
 from shim.cli.keys import KEY_FILE, dsn, load_or_create_key
 from shim.cli.merge import cmd_merge, cmd_unmerge
+from shim.cli.monitors import add_commands as add_monitor_commands
 from shim.cli.replay import MAX_CONCURRENCY, ReplayError, Target, describe, read_inputs, replay
 from shim.core.auth import Keys, utc_text
 from shim.core.levels import LEVELS, STATUSES
@@ -486,6 +487,7 @@ def parser() -> argparse.ArgumentParser:
                             help="seconds to wait for each answer")
     _json_flag(replay_cmd)
 
+    add_monitor_commands(add)
     add_channel_commands(commands)
     return top
 
