@@ -122,7 +122,8 @@ def test_the_web_page_reads_the_store_and_changes_bugs_only_through_the_app(modu
     for imported in MODULES[module]:
         if not imported.startswith("shim"):
             continue
-        assert under(imported, "shim.core", "shim.store", "shim.settings", "shim.web"), (
+        assert under(imported, "shim.core", "shim.store", "shim.settings", "shim.web",
+                     "shim.monitors"), (
             f"{module} imports {imported}")
         assert not under(imported, *BACKENDS), f"{module} imports the backend {imported}"
 

@@ -74,12 +74,14 @@ def send(client: TestClient, event: dict[str, Any]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def check_in(client: TestClient, slug: str, status: str) -> None:
+def check_in(client: TestClient, slug: str, status: str,
+             config: dict[str, Any] | None = None) -> None:
     from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
     envelope = Envelope(items=[Item(payload=PayloadRef(json={
         "check_in_id": f"{abs(hash((slug, status))):032x}"[:32], "monitor_slug": slug,
-        "status": status, "duration": 2.5, "environment": "prod"}), type="check_in")])
+        "status": status, "duration": 2.5, "environment": "prod",
+        **({"monitor_config": config} if config else {})}), type="check_in")])
     answer = client.post("/api/1/envelope/", content=envelope.serialize(),
                          headers={"X-Sentry-Auth": f"Sentry sentry_key={KEY}"})
     assert answer.status_code == 200, answer.text
@@ -88,7 +90,8 @@ def check_in(client: TestClient, slug: str, status: str) -> None:
 def filled(client: TestClient) -> TestClient:
     for event in EVENTS:
         send(client, event)
-    check_in(client, "nightly-scan", "ok")
+    check_in(client, "nightly-scan", "ok",
+             {"schedule": {"type": "crontab", "value": "0 3 * * *"}, "checkin_margin": 5})
     check_in(client, "hourly-sync", "error")
     return client
 
@@ -346,6 +349,9 @@ def test_logs_dashboard_monitors_and_settings(client: TestClient) -> None:
     assert "events per hour by level" in dashboard and ">event<" in dashboard
     monitors = client.get("/monitors").text
     assert "nightly-scan" in monitors and "hourly-sync" in monitors and "check-error" in monitors
+    # Each judged now, as `shim monitors` does: the schedule, the state, the next run due.
+    nightly = monitors.split("nightly-scan", 1)[1].split("</tr>", 1)[0]
+    assert "0 3 * * *" in nightly and "check-ok" in nightly and "<time datetime=" in nightly
     settings_page = client.get("/settings").text
     assert KEY not in settings_page and f"{KEY[:4]}…{KEY[-2:]}@testserver/1" in settings_page
     assert TOKEN not in settings_page and "sqlite" in settings_page

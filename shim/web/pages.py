@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -17,6 +17,7 @@ import orjson
 from starlette.responses import Response
 
 from shim.core.levels import LEVELS, SEVERITIES, STATUSES
+from shim.monitors.summary import MonitorSummary, summarise
 from shim.store import Store
 from shim.store.browse import GOES, SORTS, UNRESOLVED, BugQuery
 from shim.web import charts, present
@@ -285,9 +286,13 @@ async def monitors(site: Site, visit: Visit) -> Response:
             "slug": check_in["monitor_slug"], "latest": check_in, "counts": {}, "total": 0})
         monitor["counts"][check_in["status"]] = monitor["counts"].get(check_in["status"], 0) + 1
         monitor["total"] += 1
+    # Each monitor judged now, as `shim monitors` does (the first environment of a slug shown).
+    states: dict[str, MonitorSummary] = {}
+    for summary in summarise(found, datetime.now(UTC)):
+        states.setdefault(summary.slug, summary)
     return site.render(visit, "monitors.html", monitors=sorted(by_slug.values(),
                                                                  key=lambda m: m["slug"]),
-                       sample=len(found))
+                       sample=len(found), states=states)
 
 
 async def settings_page(site: Site, visit: Visit) -> Response:
