@@ -94,6 +94,12 @@ def test_bad_input_and_keys_are_refused_as_everywhere_else(live_server: LiveServ
                         ({"status": "ok", "check_in_id": 7}, "check_in_id")):
         status, answer = call(live_server, path, json.dumps(body).encode())
         assert (status, answer["field"]) == (400, field), body
+    status, answer = call(live_server, f"{path}?status=ok&environment={'e' * 65}")
+    assert (status, answer["detail"]) == (
+        400, "check_in environment is longer than 64 characters")
+    status, answer = call(live_server, path, json.dumps({"status": "ok",
+                                                         "release": "r" * 201}).encode())
+    assert (status, answer["detail"]) == (400, "check_in release is longer than 200 characters")
     status, answer = call(live_server, "/api/x/cron/job/k/?status=ok")
     assert (status, answer["detail"]) == (400, "project id 'x' must be a number")
     assert call(live_server, "/api/1/cron/job/0000deadbeef/?status=ok") == (401, {

@@ -311,6 +311,22 @@ def test_bad_item_is_reported_and_good_items_are_kept(
     assert rows(settings, "SELECT message FROM error_logs") == [{"message": "kept"}]
 
 
+def test_a_check_in_with_an_overlong_name_is_refused_and_the_event_beside_it_kept(
+        client: TestClient, settings: Settings) -> None:
+    ev = event("kept beside it")
+    body = (b'{"event_id":"%s"}\n' % ev["event_id"].encode()
+            + b'{"type":"check_in"}\n'
+            + orjson.dumps({"monitor_slug": "job", "status": "ok", "environment": "e" * 65})
+            + b'\n{"type":"event"}\n' + orjson.dumps(ev) + b"\n")
+    response = client.post(URL, content=body, headers=AUTH)
+    assert response.status_code == 400
+    skipped = response.json()["skipped"]
+    assert [(s["type"], s["detail"]) for s in skipped] == [
+        ("check_in", "check_in environment is longer than 64 characters")]
+    assert rows(settings, "SELECT message FROM error_logs") == [{"message": "kept beside it"}]
+    assert rows(settings, "SELECT * FROM check_ins") == []
+
+
 def test_framing_error_keeps_the_items_before_it(client: TestClient, settings: Settings) -> None:
     ev = event("before the damage")
     body = (b"{}\n" + b'{"type":"event"}\n' + orjson.dumps(ev) + b"\n"

@@ -33,6 +33,9 @@ log = logging.getLogger("shim.ingest")
 
 CHECK_IN_STATUSES = ("in_progress", "ok", "error")
 MAX_SLUG = 200
+# Sentry's own limits on a check-in's names: what is longer is no name a monitor could have.
+MAX_ENVIRONMENT = 64
+MAX_RELEASE = 200
 # The attribute in which a Sentry Logs record names the event id it was stored under before.
 REPLAYED_ID = "shim.event_id"
 _EVENT_ID = re.compile(r"[0-9a-f]{32}")
@@ -274,6 +277,10 @@ def check_in(payload: object, project_id: str, received: datetime) -> CheckIn:
         raise InvalidEvent("check_in item has no monitor_slug")
     if status not in CHECK_IN_STATUSES:
         raise InvalidEvent(f"check_in status must be one of {', '.join(CHECK_IN_STATUSES)}")
+    for name, longest in (("monitor_slug", MAX_SLUG), ("environment", MAX_ENVIRONMENT),
+                          ("release", MAX_RELEASE)):
+        if isinstance(payload.get(name), str) and len(payload[name]) > longest:
+            raise InvalidEvent(f"check_in {name} is longer than {longest} characters")
     raw_id = payload.get("check_in_id")
     try:
         parsed_id = parse_event_id(raw_id) if raw_id else None
