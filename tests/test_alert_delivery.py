@@ -209,7 +209,7 @@ def test_a_digest_names_every_alert_up_to_the_limit(receivers: Receivers) -> Non
     embed = receivers.at(PATHS["discord"])[0].json["embeds"][0]
     assert embed["title"] == "4 alerts: 3 new bugs, 1 cron recovered"
     assert f"[New bug BUG\\-00002]({PUBLIC_URL}/bugs/BUG-00002)" in embed["description"]
-    assert f"({PUBLIC_URL}/monitors/nightly-scan)" in embed["description"]
+    assert f"({PUBLIC_URL}/monitors#monitor-nightly-scan)" in embed["description"]
 
 
 @pytest.mark.parametrize("live_server", [{"SHIM_BUG_LEVEL": "error"}], indirect=True)

@@ -350,6 +350,7 @@ def test_logs_dashboard_monitors_and_settings(client: TestClient) -> None:
     monitors = client.get("/monitors").text
     assert "nightly-scan" in monitors and "hourly-sync" in monitors and "check-error" in monitors
     # Each judged now, as `shim monitors` does: the schedule, the state, the next run due.
+    assert '<tr id="monitor-nightly-scan">' in monitors  # where an alert's link points
     nightly = monitors.split("nightly-scan", 1)[1].split("</tr>", 1)[0]
     assert "0 3 * * *" in nightly and "check-ok" in nightly and "<time datetime=" in nightly
     settings_page = client.get("/settings").text

@@ -67,7 +67,8 @@ def link_of(alert: Alert, public_url: str | None) -> str | None:
     if alert.bug:
         return f"{base}/bugs/{quote(alert.bug.number)}"
     if alert.monitor:
-        return f"{base}/monitors/{quote(alert.monitor.slug, safe='')}"
+        # The web page lists monitors on one page, each row anchored by its slug.
+        return f"{base}/monitors#monitor-{quote(alert.monitor.slug, safe='')}"
     return None
 
 
