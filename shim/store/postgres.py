@@ -209,6 +209,12 @@ class PostgresStore(PostgresBrowse):  # the web page's reads: postgres_browse
                   bug_id: str | None = None, after: int | None = None,
                   limit: int = 50) -> list[dict[str, Any]]:
         """The most recent logs, oldest first; ``after`` (a ``cursor``) gives only newer ones."""
+        return self._logs(level, component, bug_id, after, "l.seq DESC", limit)[::-1]
+
+    def _logs(self, level: str | None, component: str | None, bug_id: str | None,
+              after: int | None, order: str, limit: int) -> list[dict[str, Any]]:
+        """error_logs rows (each with its bug number) matching the filters, in ``order``: the
+        store's order of arrival (the CLI) or event time (the web page)."""
         if bug_id is not None and not is_uuid(bug_id):
             return []
         where, params = rows.sql_where(
@@ -217,8 +223,8 @@ class PostgresStore(PostgresBrowse):  # the web page's reads: postgres_browse
         found = self._all(
             "SELECT l.*, b.bug_number FROM error_logs AS l"
             " LEFT JOIN bugs AS b ON b.id = l.related_bug_id"
-            f" WHERE {where} ORDER BY l.seq DESC LIMIT %s", [*params, limit])
-        return [rows.log_row(row, row.pop("bug_number")) for row in reversed(found)]
+            f" WHERE {where} ORDER BY {order} LIMIT %s", [*params, limit])
+        return [rows.log_row(row, row.pop("bug_number")) for row in found]
 
     def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM bugs WHERE bug_number > %s ORDER BY bug_number LIMIT %s",

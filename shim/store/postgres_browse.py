@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shim.store import browse, rows
+from shim.store import browse
 from shim.store.browse import BugQuery
 from shim.store.rows import is_uuid
 
@@ -18,6 +18,10 @@ _CASTS = {"last_occurred_at": "timestamptz", "first_occurred_at": "timestamptz",
 
 class PostgresBrowse:
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError  # PostgresStore's
+
+    def _logs(self, level: str | None, component: str | None, bug_id: str | None,
+              after: int | None, order: str, limit: int) -> list[dict[str, Any]]:
         raise NotImplementedError  # PostgresStore's
 
     def search_bugs(self, query: BugQuery) -> list[dict[str, Any]]:
@@ -133,13 +137,4 @@ class PostgresBrowse:
 
     def recent_logs(self, level: str | None = None, component: str | None = None,
                     bug_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        if bug_id is not None and not is_uuid(bug_id):
-            return []
-        where, params = rows.sql_where(
-            rows.log_conditions(level, component, bug_id, None, cursor="seq"), "%s", prefix="l.",
-            casts={"related_bug_id": "::uuid"})
-        found = self._all(
-            "SELECT l.*, b.bug_number FROM error_logs AS l"
-            " LEFT JOIN bugs AS b ON b.id = l.related_bug_id"
-            f" WHERE {where} ORDER BY l.created_at DESC, l.seq DESC LIMIT %s", [*params, limit])
-        return [rows.log_row(row, row.pop("bug_number")) for row in found]
+        return self._logs(level, component, bug_id, None, "l.created_at DESC, l.seq DESC", limit)

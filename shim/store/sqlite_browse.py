@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shim.core.levels import STATUSES
-from shim.store import browse, rows
+from shim.store import browse
 from shim.store.browse import BugQuery
 from shim.store.sqlite_reads import SQLiteReads
 
@@ -133,9 +133,4 @@ class SQLiteBrowse(SQLiteReads):
 
     def recent_logs(self, level: str | None = None, component: str | None = None,
                     bug_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        where, params = rows.sql_where(
-            rows.log_conditions(level, component, bug_id, None, cursor="rowid"), "?", prefix="l.")
-        return self._all(
-            "SELECT l.rowid AS cursor, l.*, b.bug_number FROM error_logs AS l"
-            " LEFT JOIN bugs AS b ON b.id = l.related_bug_id"
-            f" WHERE {where} ORDER BY l.created_at DESC, l.rowid DESC LIMIT ?", [*params, limit])
+        return self._logs(level, component, bug_id, None, "l.created_at DESC, l.rowid DESC", limit)

@@ -64,13 +64,18 @@ class SQLiteReads:
         limit: int = 50,
     ) -> list[dict[str, Any]]:
         """The most recent logs, oldest first; ``after`` (a ``cursor``) gives only newer ones."""
+        return self._logs(level, component, bug_id, after, "l.rowid DESC", limit)[::-1]
+
+    def _logs(self, level: str | None, component: str | None, bug_id: str | None,
+              after: int | None, order: str, limit: int) -> list[dict[str, Any]]:
+        """error_logs rows (each with its cursor and bug number) matching the filters, in
+        ``order``: the store's order of arrival (the CLI) or event time (the web page)."""
         where, params = rows.sql_where(
             rows.log_conditions(level, component, bug_id, after, cursor="rowid"), "?", prefix="l.")
-        found = self._all(
+        return self._all(
             "SELECT l.rowid AS cursor, l.*, b.bug_number FROM error_logs AS l"
             " LEFT JOIN bugs AS b ON b.id = l.related_bug_id"
-            f" WHERE {where} ORDER BY l.rowid DESC LIMIT ?", [*params, limit])
-        return found[::-1]
+            f" WHERE {where} ORDER BY {order} LIMIT ?", [*params, limit])
 
     def bugs_after(self, bug_number: str, limit: int) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM bugs WHERE bug_number > ? ORDER BY bug_number LIMIT ?",
